@@ -1,0 +1,1 @@
+"""Data sources: long-tailed counts, synthetic pools, image datasets."""

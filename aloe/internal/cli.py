@@ -1,0 +1,36 @@
+"""Shared plumbing for the click CLIs: one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from aloe.errors import AloeError
+
+
+def run_cli(command: click.Command, argv: Sequence[str] | None = None) -> int:
+    """Run a click command; turn :class:`AloeError` into ``error: ...`` on stderr and exit code 2.
+
+    Tests call the CLIs' ``main(argv)`` and get the exit code back instead of ``SystemExit``.
+    """
+    try:
+        command.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except AloeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    return 0
+
+
+def exit_with(command: click.Command, argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point: run :func:`run_cli` and exit with its code."""
+    sys.exit(run_cli(command, argv))

@@ -1,0 +1,64 @@
+"""Reading and validating ``id,label`` files, and turning labels into class indices."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from aloe.errors import AloeError
+
+
+def _first_few(items: Iterable[str], n: int = 3) -> str:
+    items = list(items)
+    shown = ", ".join(repr(i) for i in items[:n])
+    return shown + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def read_labels(path: str | Path) -> dict[str, str]:
+    """Read an ``id,label`` CSV (header required) into ``{id: label}``.
+
+    Raises :class:`AloeError` for a missing file or header, empty ids or labels, or one id given two
+    different labels (naming the first few offenders). Repeating an id with the same label is fine.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AloeError(f"labels file not found: {path}")
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields = reader.fieldnames or []
+        if "id" not in fields or "label" not in fields:
+            raise AloeError(f"{path}: expected a header with columns 'id' and 'label', got {fields}")
+        labels: dict[str, str] = {}
+        empty: list[str] = []
+        conflicts: list[str] = []
+        for line, row in enumerate(reader, start=2):
+            item, label = (row["id"] or "").strip(), (row["label"] or "").strip()
+            if not item or not label:
+                empty.append(f"line {line}")
+                continue
+            if labels.setdefault(item, label) != label:
+                conflicts.append(item)
+    if empty:
+        raise AloeError(f"{path}: empty id or label at {_first_few(empty)}")
+    if conflicts:
+        raise AloeError(f"{path}: ids with two different labels: {_first_few(conflicts)}")
+    return labels
+
+
+def check_known_ids(labels: dict[str, str], pool_ids: Iterable[str], source: str) -> None:
+    """Raise :class:`AloeError` naming the first few label ids that are not in the pool."""
+    known = set(pool_ids)
+    unknown = [item for item in labels if item not in known]
+    if unknown:
+        raise AloeError(f"{source}: {len(unknown)} ids not in the pool: {_first_few(unknown)}")
+
+
+def class_indices(labels: Iterable[str]) -> tuple[list[str], np.ndarray]:
+    """Known class names (sorted, so the order is stable across runs) and each label's index."""
+    labels = list(labels)
+    names = sorted(set(labels))
+    index = {name: i for i, name in enumerate(names)}
+    return names, np.array([index[label] for label in labels], dtype=np.int64)
