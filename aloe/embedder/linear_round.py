@@ -1,0 +1,265 @@
+"""Rounds made from fixed features: train a linear head, stream features + logits into the store.
+
+Two entry points:
+
+- :func:`write_linear_round`: for any feature source (a frozen-backbone cache, a round reader, an
+  in-memory array wrapped in :class:`ArrayFeatures`), train the head on the labeled rows and write a
+  normal round. The ``linear`` embed mode calls it.
+- :func:`embed_from_features`: ``aloe-embed --from-features pool.npz --labels labels.csv --store PATH``;
+  user-supplied features go into the store's feature cache (keyed by the npz's content hash) and a
+  round is written from them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from aloe.embedder.head import fit_linear_head, head_logits
+from aloe.errors import AloeError
+from aloe.labels import check_known_ids, class_indices, read_labels
+
+DEFAULT_BLOCK_ROWS = 16_384
+
+
+class FeatureSource(Protocol):
+    """Anything with row-gathering and block iteration over ``(N, D)`` features."""
+
+    def features(self, rows: np.ndarray | None = None) -> np.ndarray: ...
+
+    def iter_blocks(self) -> Iterator[tuple]: ...
+
+
+class ArrayFeatures:
+    """An in-memory ``(N, D)`` array behind the :class:`FeatureSource` interface."""
+
+    def __init__(self, features: np.ndarray, block_rows: int = DEFAULT_BLOCK_ROWS) -> None:
+        self._features = features
+        self._block_rows = block_rows
+
+    def features(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """All rows, or the rows at ``rows``, as float32."""
+        data = self._features if rows is None else self._features[rows]
+        return np.asarray(data, dtype=np.float32)
+
+    def iter_blocks(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(start, block)`` of float32 rows."""
+        for start in range(0, len(self._features), self._block_rows):
+            yield start, np.asarray(self._features[start : start + self._block_rows], dtype=np.float32)
+
+
+def _gather(source: FeatureSource, positions: np.ndarray) -> np.ndarray:
+    """Rows at ``positions`` in the given order, read in sorted order (what chunked stores like)."""
+    if len(positions) == 0:
+        return np.asarray(source.features(np.sort(positions)), dtype=np.float32)
+    unique, inverse = np.unique(positions, return_inverse=True)
+    return np.asarray(source.features(unique), dtype=np.float32)[inverse]
+
+
+def write_linear_round(
+    store: Any,
+    t: int,
+    feature_reader: FeatureSource,
+    labeled_positions: np.ndarray,
+    labeled_classes: np.ndarray,
+    class_names: list[str],
+    *,
+    epochs: int = 100,
+    lr: float = 1e-2,
+    weight_decay: float = 1e-4,
+    batch_size: int = 256,
+    seed: int = 0,
+    device: str = "cpu",
+    provenance: dict[str, Any] | None = None,
+    feature_dtype: str = "float16",
+    chunk_rows: int | None = None,
+) -> None:
+    """Train a linear head on the labeled rows of ``feature_reader`` and write round ``t``.
+
+    Parameters
+    ----------
+    store
+        An open, writable store (:func:`aloe.store.open_store` with ``mode="a"``).
+    t
+        Round number to write. A partially written round ``t`` is resumed.
+    feature_reader
+        Feature source: ``.features(rows)`` and ``.iter_blocks()`` yielding ``(start, features, ...)``.
+    labeled_positions, labeled_classes
+        Pool positions of the labeled items and their indices into ``class_names``.
+    class_names
+        The known classes ``K_t``; the head has ``len(class_names)`` outputs.
+    epochs, lr, weight_decay, batch_size, seed, device
+        Head training settings (see :func:`aloe.embedder.head.fit_linear_head`).
+    provenance
+        Extra provenance merged over what this function records (mode, head settings, timings).
+    feature_dtype, chunk_rows
+        Passed to ``store.begin_round``.
+    """
+    positions = np.asarray(labeled_positions, dtype=np.int64)
+    classes = np.asarray(labeled_classes, dtype=np.int64)
+    if positions.shape != classes.shape:
+        raise AloeError(f"{len(positions)} labeled positions but {len(classes)} labeled classes")
+    n_items = int(store.n_items)
+    if len(positions) and (positions.min() < 0 or positions.max() >= n_items):
+        raise AloeError(f"labeled positions must lie in [0, {n_items})")
+
+    started = time.perf_counter()
+    settings = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size}
+    head = fit_linear_head(
+        _gather(feature_reader, positions), classes, len(class_names), seed=seed, device=device, **settings
+    )
+    trained = time.perf_counter()
+
+    record = {
+        "mode": "linear",
+        "head": settings,
+        "seed": seed,
+        "device": device,
+        "timings_s": {"train_head": trained - started},
+        **(provenance or {}),
+    }
+    begin = {
+        "feature_dim": head.in_features,
+        "class_names": list(class_names),
+        "labeled_positions": positions,
+        "labeled_classes": classes,
+        "provenance": record,
+        "feature_dtype": feature_dtype,
+    }
+    if chunk_rows is not None:
+        begin["chunk_rows"] = chunk_rows
+    writer = store.begin_round(t, **begin)
+    done = int(writer.rows_done)
+    for start, block, *_ in feature_reader.iter_blocks():
+        end = start + len(block)
+        if end <= done:
+            continue
+        block = np.asarray(block[max(done - start, 0) :], dtype=np.float32)
+        writer.write(block, head_logits(head, block))
+        done = end
+    if done != n_items:
+        writer.abort()
+        raise AloeError(f"feature source gave {done} rows, the store holds {n_items}")
+    writer.commit()
+
+
+def npz_digest(path: str | Path) -> str:
+    """Content hash of a file (sha256, first 16 hex digits): the feature-cache key of an npz."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def load_features_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read and check ``ids`` and ``features`` from an npz; return ``(ids as str, features float32)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise AloeError(f"features file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [key for key in ("ids", "features") if key not in data.files]
+            if missing:
+                raise AloeError(f"{path}: missing array(s) {missing}; it holds {sorted(data.files)}")
+            ids = np.asarray(data["ids"]).astype(str)
+            features = np.asarray(data["features"], dtype=np.float32)
+    except (ValueError, OSError) as exc:
+        raise AloeError(f"{path}: not a readable npz file ({exc})") from None
+    if ids.ndim != 1 or features.ndim != 2 or len(ids) != len(features):
+        shapes = f"{ids.shape} and {features.shape}"
+        raise AloeError(f"{path}: need ids (N,) and features (N, D), got {shapes}")
+    if len(np.unique(ids)) != len(ids):
+        raise AloeError(f"{path}: ids are not unique")
+    bad = ~np.isfinite(features).all(axis=1)
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise AloeError(f"{path}: {int(bad.sum())} feature rows hold NaN or inf (first: row {first})")
+    return ids, features
+
+
+def import_features_npz(store: Any, npz_path: str | Path) -> Any:
+    """Put an npz's features into ``store``'s feature cache (once) and return the cache reader.
+
+    The cache key is ``npz-<content hash>``, so importing the same file again reuses the cache.
+    Raises :class:`AloeError` when the npz's ids differ from the store's pool.
+    """
+    key = f"npz-{npz_digest(npz_path)}"
+    cached = store.cached_features(key)
+    if cached is not None:
+        return cached
+    ids, features = load_features_npz(npz_path)
+    if len(ids) != store.n_items or not np.array_equal(ids, np.asarray(store.ids).astype(str)):
+        raise AloeError(f"{npz_path}: its ids are not the store's pool ids (in the same order)")
+    writer = store.begin_cache(key, feature_dim=features.shape[1], meta={"source": str(npz_path)})
+    for start in range(0, len(features), DEFAULT_BLOCK_ROWS):
+        writer.write(features[start : start + DEFAULT_BLOCK_ROWS])
+    writer.commit()
+    return store.cached_features(key)
+
+
+def embed_from_features(
+    npz_path: str | Path,
+    labels_csv: str | Path,
+    store_path: str | Path,
+    round: int | None = None,
+    seed: int = 0,
+    epochs: int = 100,
+    lr: float = 1e-2,
+    weight_decay: float = 1e-4,
+    batch_size: int = 256,
+) -> int:
+    """``aloe-embed --from-features``: write a round from user-supplied features; return its number.
+
+    Parameters
+    ----------
+    npz_path
+        npz with ``ids`` (N,) and ``features`` (N, D); an optional ``labels`` array (ground truth for
+        simulation) is left to the simulation tools and not read here.
+    labels_csv
+        ``id,label`` file of the items labeled so far; every id must be in the npz.
+    store_path
+        Store to write into; created (backend from the suffix) when absent.
+    round
+        Round number; default one past the latest complete round (0 for a new store).
+    seed, epochs, lr, weight_decay, batch_size
+        Head training settings.
+    """
+    from aloe.store import create_store, open_store
+
+    store_path = Path(store_path)
+    if store_path.exists():
+        store = open_store(store_path, mode="a")
+    else:
+        ids, _ = load_features_npz(npz_path)
+        store = create_store(store_path, ids, meta={"source": "features", "npz": Path(npz_path).name})
+    cache = import_features_npz(store, npz_path)
+
+    labels = read_labels(labels_csv)
+    check_known_ids(labels, store.ids, str(labels_csv))
+    names, classes = class_indices(labels.values())
+    positions = store.position_of(list(labels.keys()))
+
+    if round is None:
+        rounds = store.rounds()
+        round = int(rounds[-1]) + 1 if len(rounds) else 0
+    write_linear_round(
+        store,
+        round,
+        cache,
+        positions,
+        classes,
+        names,
+        epochs=epochs,
+        lr=lr,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
+        seed=seed,
+        provenance={"source": "features", "npz": str(npz_path), "npz_sha256_16": npz_digest(npz_path)},
+    )
+    return round
