@@ -1,0 +1,111 @@
+"""What a storage backend provides: nodes, each a group of arrays plus one JSON attribute dict.
+
+The store logic in :mod:`aloe.store.store` is written once against these classes;
+:mod:`aloe.store.zarr_backend` and :mod:`aloe.store.hdf5_backend` implement them. A node is a
+directory (Zarr group) or a file (HDF5), so publishing one is a single atomic rename.
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class NodeWriter(abc.ABC):
+    """A node being written."""
+
+    @abc.abstractmethod
+    def create_array(
+        self, name: str, shape: tuple[int, ...], dtype: Any, chunk_rows: int | None = None
+    ) -> None:
+        """Create an array, row-chunked when ``chunk_rows`` is given; ``dtype=str`` for strings."""
+
+    @abc.abstractmethod
+    def write_rows(self, name: str, start: int, block: np.ndarray) -> None:
+        """Write ``block`` into rows ``start : start + len(block)``."""
+
+    @abc.abstractmethod
+    def set_attrs(self, attrs: dict[str, Any]) -> None:
+        """Replace the node's attribute dict (JSON-serialisable values)."""
+
+    @abc.abstractmethod
+    def flush(self) -> None:
+        """Make everything written so far reach the operating system (survives a killed process)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Flush and release the node."""
+
+
+class NodeReader(abc.ABC):
+    """A published node opened read-only."""
+
+    @abc.abstractmethod
+    def attrs(self) -> dict[str, Any]:
+        """The node's attribute dict."""
+
+    @abc.abstractmethod
+    def array_names(self) -> list[str]:
+        """Names of the node's arrays."""
+
+    @abc.abstractmethod
+    def info(self, name: str) -> tuple[tuple[int, ...], np.dtype, int]:
+        """Shape, dtype and rows per chunk of an array."""
+
+    @abc.abstractmethod
+    def read(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Rows ``start:stop`` of an array."""
+
+    @abc.abstractmethod
+    def gather(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """Rows at sorted, unique positions ``rows``."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the node."""
+
+
+class Backend(abc.ABC):
+    """Where nodes live on disk and how they are opened."""
+
+    name: str
+    suffixes: tuple[str, ...]
+
+    @abc.abstractmethod
+    def node_path(self, root: Path, *parts: str) -> Path:
+        """Path of the published node ``parts`` (e.g. ``("rounds", "0003")``)."""
+
+    @abc.abstractmethod
+    def staging_path(self, root: Path, *parts: str) -> Path:
+        """Path of node ``parts`` while it is being written."""
+
+    @abc.abstractmethod
+    def list_nodes(self, root: Path, *parts: str) -> list[str]:
+        """Names of the published nodes directly under ``parts``."""
+
+    @abc.abstractmethod
+    def list_staged(self, root: Path) -> list[tuple[str, ...]]:
+        """The ``parts`` of every staged (unpublished) node."""
+
+    @abc.abstractmethod
+    def new_node(self, path: Path) -> NodeWriter:
+        """Create an empty node at ``path``; the path must not exist."""
+
+    @abc.abstractmethod
+    def append_node(self, path: Path) -> NodeWriter:
+        """Reopen a staged node for more writes; raise ``OSError`` if it is unreadable."""
+
+    @abc.abstractmethod
+    def open_node(self, path: Path) -> NodeReader:
+        """Open a node read-only; raise ``OSError`` (or ``KeyError``) if it is not one."""
+
+    @abc.abstractmethod
+    def prepare_parent(self, root: Path, *parts: str) -> None:
+        """Make sure the container of published node ``parts`` exists."""
+
+    @abc.abstractmethod
+    def disk_paths(self, root: Path) -> list[Path]:
+        """Every file or directory that belongs to the store at ``root``."""
