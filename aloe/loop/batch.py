@@ -1,0 +1,133 @@
+"""A labeling batch and the annotator's answers to it: reading both, checking, merging into the ledger.
+
+The batch is the CSV that ``aloe-select`` writes (``id,rank,cluster,ood_score,flagged``). The answers
+are an ``id,label`` CSV or a Label Studio JSON export. An import is all-or-nothing: every problem is
+reported with its line (or task) number and nothing is merged until the file is clean.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from aloe.errors import AloeError
+from aloe.loop.labelstudio import Annotation, read_export
+from aloe.loop.ledger import Ledger
+
+BATCH_COLUMNS = ("id", "rank", "cluster", "ood_score", "flagged")
+
+
+def read_batch(path: str | Path) -> list[dict[str, str]]:
+    """The batch rows in file order; raises :class:`AloeError` for a missing file or column."""
+    path = Path(path)
+    if not path.is_file():
+        raise AloeError(f"batch file not found: {path}")
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in BATCH_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise AloeError(f"{path}: not a batch file from aloe-select (missing columns {missing})")
+        rows = [dict(row) for row in reader]
+    if not rows:
+        raise AloeError(f"{path}: the batch is empty")
+    return rows
+
+
+def read_answers_csv(path: Path) -> list[Annotation]:
+    """``id,label`` rows with their line numbers (empty labels kept, for the check to report)."""
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields = reader.fieldnames or []
+        if "id" not in fields or "label" not in fields:
+            raise AloeError(f"{path}: expected a header with columns 'id' and 'label', got {fields}")
+        return [
+            Annotation((row["id"] or "").strip(), (row["label"] or "").strip(), f"line {line}")
+            for line, row in enumerate(reader, start=2)
+        ]
+
+
+def read_answers(path: str | Path) -> tuple[list[Annotation], int]:
+    """Annotations from an ``id,label`` CSV or a Label Studio JSON export (by the ``.json`` suffix).
+
+    Returns the annotations and the number of Label Studio tasks not yet annotated (0 for a CSV).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AloeError(f"labels file not found: {path}")
+    if path.suffix.lower() == ".json":
+        return read_export(path)
+    return read_answers_csv(path), 0
+
+
+def _summarize(kind: str, annotations: list[Annotation]) -> str:
+    shown = ", ".join(f"{a.where} ({a.id!r})" for a in annotations[:5])
+    more = f" and {len(annotations) - 5} more" if len(annotations) > 5 else ""
+    return f"{kind}: {shown}{more}"
+
+
+def check_answers(
+    answers: list[Annotation], batch_ids: set[str], labeled: dict[str, str]
+) -> dict[str, str]:
+    """The new labels, after checking every answer; raises :class:`AloeError` listing all problems.
+
+    Problems: empty labels (or ids), ids outside the batch, ids already labeled with a different
+    label, and ids answered twice with different labels. Answers that repeat a ledger label are fine
+    and not new.
+    """
+    empty, outside, relabeled, twice = [], [], [], []
+    given: dict[str, str] = {}
+    for a in answers:
+        if not a.id or not a.label:
+            empty.append(a)
+        elif a.id not in batch_ids:
+            outside.append(a)
+        elif a.id in labeled and labeled[a.id] != a.label:
+            relabeled.append(a)
+        elif given.setdefault(a.id, a.label) != a.label:
+            twice.append(a)
+    problems = [
+        _summarize(kind, found)
+        for kind, found in (
+            ("empty labels", empty),
+            ("ids outside the batch", outside),
+            ("ids already labeled with a different label", relabeled),
+            ("ids given two different labels", twice),
+        )
+        if found
+    ]
+    if problems:
+        raise AloeError("nothing merged; " + "; ".join(problems))
+    return {item: label for item, label in given.items() if item not in labeled}
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import did."""
+
+    added: int
+    round: int
+    new_classes: list[str]
+    unannotated_tasks: int
+    batch_size: int
+    batch_labeled: int
+
+
+def import_answers(ledger: Ledger, answers_path: str | Path, batch_path: str | Path,
+                   round: int, source: str | None = None) -> ImportResult:
+    """Merge an annotator's labels for the batch into the ledger as ``round`` (all or nothing)."""
+    batch_ids = {row["id"] for row in read_batch(batch_path)}
+    answers, unannotated = read_answers(answers_path)
+    labeled = ledger.labels()
+    new = check_answers(answers, batch_ids, labeled)
+    known_classes = set(labeled.values())
+    added = ledger.append(new, round, source or Path(answers_path).name)
+    now_labeled = ledger.labels()
+    return ImportResult(
+        added=added,
+        round=round,
+        new_classes=sorted(set(new.values()) - known_classes),
+        unannotated_tasks=unannotated,
+        batch_size=len(batch_ids),
+        batch_labeled=sum(1 for item in batch_ids if item in now_labeled),
+    )

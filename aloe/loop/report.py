@@ -1,0 +1,194 @@
+"""``aloe report``: plots and a Markdown summary of a simulation's ``metrics.csv``.
+
+For each strategy: classes discovered and balanced accuracy against the number of labels (mean over
+seeds, with a band of one standard deviation), and the labels needed to discover 50%, 90% and 100%
+of the classes, with the saving against ``random``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from aloe.errors import AloeError  # noqa: E402
+from aloe.loop.metrics import read_metrics  # noqa: E402
+
+FRACTIONS = (0.5, 0.9, 1.0)
+SETTINGS_NAME = "simulation.json"
+BASELINE = "random"
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One strategy's metric per round: labels, and the mean and std over seeds."""
+
+    labels: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Labels needed to reach a number of classes, over seeds (NaN for a seed that never did)."""
+
+    per_seed: np.ndarray
+
+    @property
+    def reached(self) -> int:
+        """How many seeds reached it."""
+        return int(np.isfinite(self.per_seed).sum())
+
+    @property
+    def mean(self) -> float:
+        """Mean over seeds; NaN unless every seed reached it."""
+        return float(self.per_seed.mean()) if self.reached == len(self.per_seed) else math.nan
+
+
+def by_run(rows: list[dict]) -> dict[str, dict[int, list[dict]]]:
+    """``{strategy: {seed: rows by round}}``."""
+    runs: dict[str, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        runs[row["strategy"]][row["seed"]].append(row)
+    return {
+        s: {seed: sorted(rs, key=lambda r: r["round"]) for seed, rs in seeds.items()}
+        for s, seeds in runs.items()
+    }
+
+
+def curve(seeds: dict[int, list[dict]], key: str) -> Curve:
+    """Mean and std of ``key`` per round over the seeds that reached that round."""
+    rounds = sorted({r["round"] for rows in seeds.values() for r in rows})
+    labels, means, stds = [], [], []
+    for t in rounds:
+        at = [r for rows in seeds.values() for r in rows if r["round"] == t]
+        values = np.array([r[key] for r in at], dtype=float)
+        labels.append(np.mean([r["n_labeled"] for r in at]))
+        means.append(np.nanmean(values) if np.isfinite(values).any() else math.nan)
+        stds.append(np.nanstd(values) if np.isfinite(values).any() else math.nan)
+    return Curve(np.array(labels), np.array(means), np.array(stds))
+
+
+def labels_to_reach(seeds: dict[int, list[dict]], n_classes: int) -> Reach:
+    """Per seed, the fewest labels at which ``n_classes_discovered >= n_classes``."""
+    found = []
+    for rows in seeds.values():
+        hits = [r["n_labeled"] for r in rows if r["n_classes_discovered"] >= n_classes]
+        found.append(min(hits) if hits else math.nan)
+    return Reach(np.array(found, dtype=float))
+
+
+def total_classes(run_dir: Path, rows: list[dict]) -> int:
+    """The pool's number of classes from ``simulation.json``, else the most any run discovered."""
+    settings = run_dir / SETTINGS_NAME
+    if settings.is_file():
+        return int(json.loads(settings.read_text())["n_classes"])
+    return max(r["n_classes_discovered"] for r in rows)
+
+
+def _plot(runs: dict, key: str, ylabel: str, path: Path, hline: float | None = None) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for strategy, seeds in sorted(runs.items()):
+        c = curve(seeds, key)
+        (line,) = ax.plot(c.labels, c.mean, marker="o", ms=3, label=f"{strategy} ({len(seeds)} seeds)")
+        ax.fill_between(c.labels, c.mean - c.std, c.mean + c.std, color=line.get_color(), alpha=0.2)
+    if hline is not None:
+        ax.axhline(hline, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("labels")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _cell(reach: Reach, max_labels: float) -> str:
+    if reach.reached == len(reach.per_seed):
+        return f"{reach.mean:.0f}"
+    return f"> {max_labels:.0f} ({reach.reached}/{len(reach.per_seed)} seeds)"
+
+
+def _saving(reach: Reach, baseline: Reach | None) -> str:
+    if baseline is None or math.isnan(reach.mean) or math.isnan(baseline.mean):
+        return "n/a"
+    return f"{100 * (1 - reach.mean / baseline.mean):.0f}%"
+
+
+def _fmt(mean: float, std: float, digits: int) -> str:
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if math.isfinite(mean) else "n/a"
+
+
+def summary_line(runs: dict, n_classes: int) -> str:
+    """Classes discovered by each strategy at the largest label count all strategies reached."""
+    common = min(curve(seeds, "n_labeled").labels.max() for seeds in runs.values())
+    parts = []
+    for strategy, seeds in sorted(runs.items()):
+        c = curve(seeds, "n_classes_discovered")
+        at = int(np.flatnonzero(c.labels <= common)[-1])
+        parts.append(f"{strategy} {c.mean[at]:.1f}/{n_classes}")
+    return f"classes discovered at {common:.0f} labels: " + ", ".join(parts)
+
+
+def markdown(runs: dict, n_classes: int, title: str, settings: dict | None) -> str:
+    """The summary: thresholds table, final-round table, the plots."""
+    max_labels = max(r["n_labeled"] for seeds in runs.values() for rs in seeds.values() for r in rs)
+    lines = [f"# {title}", ""]
+    if settings:
+        shown = ", ".join(f"{k}: {v}" for k, v in settings.items() if k != "strategies")
+        lines += [f"Settings: {shown}.", ""]
+    lines += [summary_line(runs, n_classes) + ".", ""]
+    lines += [f"## Labels needed to discover a share of the {n_classes} classes", "",
+              "Mean over seeds; `> N (k/n seeds)` when not every seed got there within N labels. "
+              f"Saving = fewer labels than `{BASELINE}` needs.", ""]
+    header = "| strategy | seeds | " + " | ".join(f"{int(f * 100)}%" for f in FRACTIONS)
+    header += " | " + " | ".join(f"saving at {int(f * 100)}%" for f in FRACTIONS) + " |"
+    lines += [header, "|" + "---|" * (2 + 2 * len(FRACTIONS))]
+    for strategy, seeds in sorted(runs.items()):
+        reaches = [labels_to_reach(seeds, math.ceil(f * n_classes)) for f in FRACTIONS]
+        base = (
+            [labels_to_reach(runs[BASELINE], math.ceil(f * n_classes)) for f in FRACTIONS]
+            if BASELINE in runs else [None] * len(FRACTIONS)
+        )
+        cells = [_cell(r, max_labels) for r in reaches]
+        cells += [_saving(r, b) for r, b in zip(reaches, base, strict=True)]
+        lines.append(f"| {strategy} | {len(seeds)} | " + " | ".join(cells) + " |")
+    lines += ["", "## Last round", "",
+              "| strategy | labels | classes discovered | balanced accuracy | "
+              "known balanced accuracy | select seconds |", "|---|---|---|---|---|---|"]
+    for strategy, seeds in sorted(runs.items()):
+        cells = [f"{curve(seeds, 'n_labeled').labels[-1]:.0f}"]
+        for key, digits in (("n_classes_discovered", 1), ("balanced_accuracy", 3),
+                            ("known_balanced_accuracy", 3), ("select_seconds", 3)):
+            c = curve(seeds, key)
+            cells.append(_fmt(c.mean[-1], c.std[-1], digits))
+        lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
+    lines += ["", "![classes discovered](discovery.png)", "", "![balanced accuracy](accuracy.png)", ""]
+    return "\n".join(lines)
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None, title: str | None = None) -> Path:
+    """Write ``report.md``, ``discovery.png`` and ``accuracy.png``; return the Markdown's path."""
+    run_dir = Path(run_dir)
+    rows = read_metrics(run_dir / "metrics.csv")
+    if not rows:
+        raise AloeError(f"{run_dir / 'metrics.csv'}: no rounds yet")
+    out = Path(out) if out else run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    runs = by_run(rows)
+    n_classes = total_classes(run_dir, rows)
+    settings_path = run_dir / SETTINGS_NAME
+    settings = json.loads(settings_path.read_text()) if settings_path.is_file() else None
+    _plot(runs, "n_classes_discovered", "classes discovered", out / "discovery.png", n_classes)
+    _plot(runs, "balanced_accuracy", "balanced accuracy (test)", out / "accuracy.png")
+    report = out / "report.md"
+    report.write_text(markdown(runs, n_classes, title or f"ALOE simulation: {run_dir.name}", settings))
+    return report
