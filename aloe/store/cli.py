@@ -1,0 +1,92 @@
+"""``aloe store ...``: inspect a store."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from aloe.store.schema import ROUNDS, round_name
+from aloe.store.store import Store, open_store
+
+
+def _size(n_bytes: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n_bytes < 1024 or unit == "GiB":
+            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024
+    return ""
+
+
+def store_summary(store: Store) -> dict[str, Any]:
+    """Everything ``aloe store info`` shows, as a JSON-ready dict."""
+    rounds = []
+    for t in store.rounds():
+        reader = store.round(t)
+        try:
+            rounds.append(
+                {
+                    "round": t,
+                    "mode": reader.mode,
+                    "n_classes": reader.n_classes,
+                    "n_labeled": int(len(reader.labeled_positions)),
+                    "features": {"shape": [reader.n_items, reader.feature_dim],
+                                 "dtype": reader.attrs.get("feature_dtype")},
+                    "logits": {"shape": [reader.n_items, reader.n_classes], "dtype": "float32"},
+                    "bytes": store.disk_bytes(ROUNDS, round_name(t)),
+                    "selections": store.selections(t),
+                }
+            )
+        finally:
+            reader.close()
+    return {
+        "path": str(store.path),
+        "backend": store.backend.name,
+        "schema_version": store.schema_version,
+        "n_items": store.n_items,
+        "fingerprint": store.fingerprint,
+        "meta": store.meta,
+        "rounds": rounds,
+        "incomplete_rounds": store.incomplete_rounds(),
+        "bytes": store.disk_bytes(),
+    }
+
+
+def _print_summary(info: dict[str, Any]) -> None:
+    click.echo(f"store     {info['path']} ({info['backend']}, schema {info['schema_version']}, "
+               f"{_size(info['bytes'])} on disk)")
+    click.echo(f"pool      {info['n_items']} items, fingerprint {info['fingerprint']}")
+    if not info["rounds"]:
+        click.echo("rounds    none yet")
+    for r in info["rounds"]:
+        feats, logits = r["features"], r["logits"]
+        click.echo(
+            f"round {r['round']:<3} mode={r['mode']} classes={r['n_classes']} labeled={r['n_labeled']} "
+            f"features {feats['shape'][0]}x{feats['shape'][1]} {feats['dtype']}, "
+            f"logits {logits['shape'][0]}x{logits['shape'][1]} {logits['dtype']}, {_size(r['bytes'])}"
+        )
+        click.echo(f"          selections: {', '.join(r['selections']) or 'none'}")
+    for t in info["incomplete_rounds"]:
+        click.echo(f"round {t:<3} INCOMPLETE (a writer stopped mid-round; rerun aloe-embed to resume it)")
+
+
+@click.group("store")
+def store_group() -> None:
+    """Inspect round stores (Zarr directories *.zarr or HDF5 files *.h5)."""
+
+
+@store_group.command("info")
+@click.argument("path", type=click.Path(path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def info_command(path: str, as_json: bool) -> None:
+    """Show a store's pool size, rounds (mode, classes, labeled count, shapes, dtypes, bytes on
+    disk), selections per round, and any incomplete round.
+
+    Example: ``aloe store info runs/demo/aloe-seed0/pool.zarr``
+    """
+    info = store_summary(open_store(path, "r"))
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        _print_summary(info)
