@@ -1,0 +1,147 @@
+"""The simulation's oracle: a pool of features with ground-truth labels, and its held-out test split.
+
+A pool comes from a cached-features npz (``features`` N x D, ``labels`` N; optional ``ids``,
+``classes`` naming integer labels, ``test_features`` and ``test_labels``) or from features the
+embedder computed. Without a given test split, a stratified share of every class with at least two
+items is carved out (seeded) before anything is labeled; those items never enter the pool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aloe.errors import AloeError
+
+TEST_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class OraclePool:
+    """Pool features with their true class names, and the test split the metrics use."""
+
+    ids: np.ndarray  # (N,) str
+    features: np.ndarray  # (N, D) float32
+    labels: np.ndarray  # (N,) str class names
+    test_features: np.ndarray  # (M, D) float32
+    test_labels: np.ndarray  # (M,) str
+    description: dict
+
+    @property
+    def class_names(self) -> list[str]:
+        """Every class of the pool, sorted."""
+        return sorted(set(self.labels.tolist()))
+
+    def oracle(self, positions: np.ndarray) -> dict[str, str]:
+        """``{id: true label}`` of the items at ``positions``."""
+        return dict(zip(self.ids[positions].tolist(), self.labels[positions].tolist(), strict=True))
+
+
+def stratified_split(labels: np.ndarray, fraction: float = TEST_FRACTION, seed: int = 0) -> np.ndarray:
+    """Sorted test positions: ``round(fraction * n)`` (at least 1) of each class with ``n >= 2`` items."""
+    rng = np.random.default_rng(seed)
+    test = []
+    for name in np.unique(labels):
+        members = np.flatnonzero(labels == name)
+        if len(members) >= 2:
+            take = min(len(members) - 1, max(1, round(fraction * len(members))))
+            test.append(rng.choice(members, size=take, replace=False))
+    return np.sort(np.concatenate(test)) if test else np.zeros(0, dtype=np.int64)
+
+
+def _check_features(name: str, features: np.ndarray, n: int, source: str) -> np.ndarray:
+    features = np.asarray(features, dtype=np.float32)
+    if features.ndim != 2 or len(features) != n:
+        raise AloeError(f"{source}: {name} must be ({n}, D), got {features.shape}")
+    if not np.isfinite(features).all():
+        raise AloeError(f"{source}: {name} hold NaN or inf")
+    return features
+
+
+def make_oracle_pool(
+    ids: np.ndarray,
+    features: np.ndarray,
+    labels: np.ndarray,
+    test_features: np.ndarray | None = None,
+    test_labels: np.ndarray | None = None,
+    split_seed: int = 0,
+    description: dict | None = None,
+    source: str = "pool",
+) -> OraclePool:
+    """Check the arrays and carve the test split out of the pool when none is given."""
+    ids, labels = np.asarray(ids).astype(str), np.asarray(labels).astype(str)
+    if ids.ndim != 1 or labels.shape != ids.shape:
+        raise AloeError(f"{source}: need ids and labels of shape (N,), got {ids.shape} and {labels.shape}")
+    if len(np.unique(ids)) != len(ids):
+        raise AloeError(f"{source}: ids are not unique")
+    features = _check_features("features", features, len(ids), source)
+    if (test_features is None) != (test_labels is None):
+        raise AloeError(f"{source}: give both test_features and test_labels, or neither")
+    description = dict(description or {})
+    if test_features is None:
+        test = stratified_split(labels, TEST_FRACTION, split_seed)
+        keep = np.setdiff1d(np.arange(len(ids)), test)
+        test_features, test_labels = features[test], labels[test]
+        ids, features, labels = ids[keep], features[keep], labels[keep]
+        description["test_split"] = f"stratified {TEST_FRACTION:.0%} of the pool, seed {split_seed}"
+    else:
+        test_labels = np.asarray(test_labels).astype(str)
+        test_features = _check_features("test_features", test_features, len(test_labels), source)
+        if test_features.shape[1] != features.shape[1]:
+            raise AloeError(f"{source}: test_features have {test_features.shape[1]} columns, "
+                            f"features {features.shape[1]}")
+        description["test_split"] = "given"
+    if len(test_labels) == 0:
+        raise AloeError(f"{source}: the test split is empty (no class has two items)")
+    return OraclePool(ids, features, labels, test_features, test_labels, description)
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's content, first 16 hex digits."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _names(values: np.ndarray, classes: np.ndarray | None, key: str, source: str) -> np.ndarray:
+    values = np.asarray(values)
+    if classes is None:
+        return values.astype(str)
+    if values.dtype.kind not in "iu" or values.min() < 0 or values.max() >= len(classes):
+        raise AloeError(f"{source}: with 'classes', {key} must be integers in [0, {len(classes)})")
+    return np.asarray(classes).astype(str)[values]
+
+
+def load_npz_pool(path: str | Path, split_seed: int = 0) -> OraclePool:
+    """An :class:`OraclePool` from a cached-features npz (see the module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AloeError(f"features file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (ValueError, OSError) as exc:
+        raise AloeError(f"{path}: not a readable npz file ({exc})") from None
+    missing = [key for key in ("features", "labels") if key not in arrays]
+    if missing:
+        raise AloeError(f"{path}: missing array(s) {missing}; it holds {sorted(arrays)}")
+    n = len(arrays["labels"])
+    width = len(str(max(n - 1, 0)))
+    ids = arrays.get("ids", np.array([f"item-{i:0{width}d}" for i in range(n)]))
+    classes = arrays.get("classes")
+    test_labels = arrays.get("test_labels")
+    return make_oracle_pool(
+        ids,
+        arrays["features"],
+        _names(arrays["labels"], classes, "labels", str(path)),
+        arrays.get("test_features"),
+        None if test_labels is None else _names(test_labels, classes, "test_labels", str(path)),
+        split_seed,
+        {"features": str(path), "sha256_16": file_digest(path)},
+        str(path),
+    )

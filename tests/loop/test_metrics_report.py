@@ -1,0 +1,84 @@
+"""Balanced accuracies against scikit-learn; the report's numbers against hand-made metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.metrics import recall_score
+
+from aloe.errors import AloeError
+from aloe.loop.metrics import COLUMNS, balanced_accuracies, read_metrics, write_metrics
+from aloe.loop.report import write_report
+
+
+def test_balanced_accuracies_match_sklearn_recalls():
+    rng = np.random.default_rng(3)
+    classes = np.array([f"c{i}" for i in range(6)])
+    true = classes[rng.integers(0, 6, size=300)]
+    discovered = ["c0", "c2", "c3", "c5"]
+    predicted = np.array(discovered)[rng.integers(0, 4, size=300)]
+    predicted[:150] = true[:150]
+    predicted = np.where(np.isin(predicted, discovered), predicted, "c0")
+    recalls = recall_score(true, predicted, labels=classes, average=None, zero_division=0)
+    balanced, known = balanced_accuracies(true, predicted, discovered)
+    assert balanced == pytest.approx(recalls.mean())
+    assert known == pytest.approx(recalls[[0, 2, 3, 5]].mean())
+    assert recalls[[1, 4]].sum() == 0  # undiscovered classes count as zero
+
+
+def test_known_accuracy_is_nan_without_discovered_test_classes():
+    balanced, known = balanced_accuracies(np.array(["a", "b"]), np.array(["z", "z"]), ["z"])
+    assert balanced == 0 and math.isnan(known)
+
+
+def _rows(strategy, seed, discovered, start=10, budget=10):
+    return [
+        {"strategy": strategy, "seed": seed, "round": t, "n_labeled": start + t * budget,
+         "n_classes_discovered": d, "n_new_classes_in_batch": d - (discovered[t - 1] if t else 0),
+         "balanced_accuracy": d / 10, "known_balanced_accuracy": 0.9, "select_seconds": 0.01 * t}
+        for t, d in enumerate(discovered)
+    ]
+
+
+def test_metrics_file_round_trip_and_validation(tmp_path):
+    rows = _rows("aloe", 1, [2, 5]) + _rows("aloe", 0, [3, 4])
+    write_metrics(tmp_path / "metrics.csv", rows)
+    text = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert text[0] == ",".join(COLUMNS)
+    back = read_metrics(tmp_path / "metrics.csv")
+    assert [(r["seed"], r["round"]) for r in back] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert back[1]["n_classes_discovered"] == 4 and back[1]["select_seconds"] == pytest.approx(0.01)
+    (tmp_path / "bad.csv").write_text(",".join(COLUMNS) + "\naloe,0,0,x,1,1,0.1,0.1,0\n")
+    with pytest.raises(AloeError, match="line 2"):
+        read_metrics(tmp_path / "bad.csv")
+
+
+def test_report_thresholds_savings_and_plots(tmp_path):
+    # 10 classes. aloe reaches 5 / 9 / 10 classes at 20 / 30 / 40 labels (both seeds);
+    # random reaches 5 at 30 and 40 (mean 35), 9 at 50 on one seed only, 10 never.
+    rows = (
+        _rows("aloe", 0, [3, 5, 9, 10, 10])
+        + _rows("aloe", 1, [4, 6, 9, 10, 10])
+        + _rows("random", 0, [2, 4, 5, 7, 9])
+        + _rows("random", 1, [2, 3, 4, 5, 8])
+    )
+    write_metrics(tmp_path / "metrics.csv", rows)
+    (tmp_path / "simulation.json").write_text(json.dumps({"n_classes": 10, "budget": 10}))
+    report = write_report(tmp_path)
+    text = report.read_text()
+    assert "| aloe | 2 | 20 | 30 | 40 | 43% | n/a | n/a |" in text
+    assert "| random | 2 | 35 | > 50 (1/2 seeds) | > 50 (0/2 seeds) | 0% | n/a | n/a |" in text
+    assert "classes discovered at 50 labels: aloe 10.0/10, random 8.5/10" in text
+    for name in ("discovery.png", "accuracy.png"):
+        with Image.open(tmp_path / name) as image:
+            assert image.format == "PNG" and image.size[0] > 300
+        assert f"({name})" in text
+
+
+def test_report_of_a_directory_without_metrics_fails_cleanly(tmp_path):
+    with pytest.raises(AloeError, match="metrics file not found"):
+        write_report(tmp_path)
