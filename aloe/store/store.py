@@ -101,10 +101,12 @@ class RowReader:
         """Rows per chunk of ``features`` (the natural block size)."""
         return self._require("features")[2]
 
-    def _rows(self, name: str, rows: Sequence[int] | np.ndarray | None) -> np.ndarray:
+    def _rows(
+        self, name: str, rows: Sequence[int] | np.ndarray | None, dtype: Any = np.float32
+    ) -> np.ndarray:
         shape = self._require(name)[0]
         if rows is None:
-            return self._node.read(name).astype(np.float32, copy=False)
+            return self._node.read(name).astype(dtype or self._node.info(name)[1], copy=False)
         rows = np.asarray(rows, dtype=np.int64)
         if rows.size and (rows.min() < 0 or rows.max() >= shape[0]):
             raise AloeError(f"{self.label}: row positions out of range 0..{shape[0] - 1}")
@@ -116,11 +118,14 @@ class RowReader:
             values = self._node.read(name, int(unique[0]), int(unique[-1]) + 1)[unique - unique[0]]
         else:
             values = self._node.gather(name, unique)
-        return values.astype(np.float32, copy=False)[inverse]
+        return values.astype(dtype or values.dtype, copy=False)[inverse]
 
-    def features(self, rows: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
-        """All features (N x D) or the given rows, as float32, in the order asked."""
-        return self._rows("features", rows)
+    def features(
+        self, rows: Sequence[int] | np.ndarray | None = None, dtype: Any = np.float32
+    ) -> np.ndarray:
+        """All features (N x D) or the given rows, in the order asked; ``dtype=None`` keeps the
+        stored dtype (float16 by default) and skips the conversion."""
+        return self._rows("features", rows, dtype)
 
     def iter_blocks(self, block_rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(start, features_block)`` as float32, ``block_rows`` (default: a chunk) at a time."""
