@@ -4,7 +4,8 @@ Every label a run has ever received is one row: the item id, its class name, the
 answered (0 for the initial set) and where it came from (``oracle``, ``initial``, the imported file).
 Rows are never changed or removed; the file is validated in full on every read, so a hand edit that
 breaks it is caught with its line number. The ledger is also a valid ``id,label`` labels file, so
-``aloe-embed --labels`` reads it directly.
+``aloe-embed --labels`` reads it directly; and a plain ``id,label`` file (the starting labels of
+the README's loop) is read as round 0 from source ``initial`` and upgraded on the first append.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from aloe.errors import AloeError
 
 COLUMNS = ("id", "label", "round", "source")
+PLAIN_COLUMNS = ("id", "label")
 LEDGER_NAME = "ledger.csv"
 
 
@@ -61,14 +63,21 @@ class Ledger:
             return []
         with self.path.open(newline="") as handle:
             reader = csv.reader(handle)
-            header = next(reader, None)
-            if header is None or tuple(header) != COLUMNS:
+            header = tuple(next(reader, None) or ())
+            if header not in (COLUMNS, PLAIN_COLUMNS):
                 raise AloeError(f"{self.path}: line 1: expected the header {','.join(COLUMNS)}")
             entries: list[LedgerEntry] = []
             first_line: dict[str, int] = {}
             for line, row in enumerate(reader, start=2):
+                if header == PLAIN_COLUMNS and len(row) == len(PLAIN_COLUMNS):
+                    row = [*row, "0", "initial"]
                 entries.append(self._check_row(row, line, entries, first_line))
         return entries
+
+    def is_plain(self) -> bool:
+        """Whether the file is a plain ``id,label`` CSV (not yet upgraded to the ledger's columns)."""
+        with self.path.open(newline="") as handle:
+            return tuple(next(csv.reader(handle), None) or ()) == PLAIN_COLUMNS
 
     def _check_row(
         self, row: list[str], line: int, before: list[LedgerEntry], first_line: dict[str, int]
@@ -126,15 +135,18 @@ class Ledger:
             return 0
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        if not self.path.exists():
+        plain = self.path.exists() and self.is_plain()
+        if plain or not self.path.exists():
             writer.writerow(COLUMNS)
+        if plain:
+            writer.writerows((e.id, e.label, e.round, e.source) for e in entries)
         writer.writerows((i, label, round, source) for i, label in new)
-        self._write_atomically(buffer.getvalue())
+        self._write_atomically(buffer.getvalue(), keep_head=not plain)
         return len(new)
 
-    def _write_atomically(self, tail: str) -> None:
+    def _write_atomically(self, tail: str, keep_head: bool) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        head = self.path.read_text() if self.path.exists() else ""
+        head = self.path.read_text() if keep_head and self.path.exists() else ""
         temporary = self.path.with_name(self.path.name + ".tmp")
         with temporary.open("w", newline="") as handle:
             handle.write(head + tail)

@@ -42,7 +42,7 @@ def test_append_rejects_relabel_and_older_round_and_changes_nothing(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("id,label\na,cat\n", "line 1: expected the header"),
+        ("id,name\na,cat\n", "line 1: expected the header"),
         ("id,label,round,source\na,cat,0\n", "line 2: expected 4 fields"),
         ("id,label,round,source\na,,0,x\n", "line 2: empty id, label or source"),
         ("id,label,round,source\na,cat,-1,x\n", "line 2: round '-1'"),
@@ -58,3 +58,15 @@ def test_every_read_validates_the_whole_file(tmp_path, text, message):
         Ledger(path).entries()
     with pytest.raises(AloeError, match=message):
         Ledger(path).append({"z": "new"}, 5, "x")
+
+
+def test_a_plain_labels_file_is_round_zero_and_upgraded_on_append(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("id,label\na,cat\nb,dog\n")
+    ledger = Ledger(path)
+    assert [(e.id, e.round, e.source) for e in ledger.entries()] == [("a", 0, "initial"), ("b", 0, "initial")]
+    assert ledger.append({"c": "owl"}, 1, "batch.csv") == 1
+    assert path.read_text() == "id,label,round,source\na,cat,0,initial\nb,dog,0,initial\nc,owl,1,batch.csv\n"
+    path.write_text("id,label\na,cat\nb,dog,extra\n")
+    with pytest.raises(AloeError, match="line 3: expected 4 fields"):
+        ledger.entries()
