@@ -1,0 +1,93 @@
+"""``aloe-embed``: fine-tune the encoder on the labels so far and embed the pool into a store round."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from aloe.config import load_config
+from aloe.embedder.config import EmbedConfig
+from aloe.embedder.round import RoundSummary
+from aloe.internal.cli import exit_with
+
+EPILOG = """\b
+Examples:
+  # the offline default (EfficientNet-Lite0 on a long-tailed MNIST pool, linear mode, CPU)
+  aloe-embed --config configs/offline-default.yaml --store pool.zarr --labels labels.csv
+  # the paper's setting on a GPU: CLIP ViT-B/32 fine-tuned end to end on CIFAR100-LT
+  aloe-embed --config configs/cifar100-lt.yaml --store c100.zarr --labels labels.csv --device cuda
+  # features computed elsewhere (npz with ids and features): a linear head only
+  aloe-embed --from-features pool.npz --store pool.zarr --labels labels.csv
+
+\b
+The labels file is a CSV with a header 'id,label' holding every item labeled so far (a header-only
+file is a cold start: round 0 with no known classes). Each run writes one immutable round: the
+backbone is reset to its pretrained weights, a new linear head over the known classes is trained,
+and features (float16) and logits (float32) for the whole pool are streamed into the store. A run
+killed mid-pass resumes from its last complete chunk when rerun with the same arguments. Then run
+aloe-select on the store to pick the next batch.
+"""
+
+
+def _report(summary: RoundSummary, store: Path) -> None:
+    click.echo(
+        f"round {summary.t} written to {store}: {summary.n_items} items, {summary.n_labeled} labeled, "
+        f"{summary.n_classes} known classes, mode {summary.mode}"
+        + (f", pool pass {summary.pass_items_per_s:.0f} items/s" if summary.pass_items_per_s else "")
+        + (f", resumed from row {summary.resumed_from}" if summary.resumed_from else "")
+    )
+    if summary.skipped:
+        shown = ", ".join(f"{p}" for p in sorted(summary.skipped)[:5])
+        click.echo(f"warning: {len(summary.skipped)} unreadable images skipped (positions {shown}"
+                   f"{' ...' if len(summary.skipped) > 5 else ''}); listed in the round's provenance", err=True)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+               epilog=EPILOG)
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              help="YAML config (configs/*.yaml): backbone, data, mode, training and pool settings.")
+@click.option("--store", "store_path", required=True, type=click.Path(path_type=Path),
+              help="Store to write (*.zarr directory or *.h5 file); created for the dataset's pool if absent.")
+@click.option("--labels", "labels_path", required=True, type=click.Path(path_type=Path),
+              help="CSV 'id,label' with every item labeled so far.")
+@click.option("--round", "round_", type=click.IntRange(min=0), default=None,
+              help="Round number to write [default: one past the latest complete round, 0 for a new store].")
+@click.option("--mode", type=click.Choice(["finetune", "linear"]), default=None,
+              help="finetune: reset and train backbone + head end to end (the paper). linear: frozen "
+                   "backbone, cached pool features, head only (fast on a CPU). [default: from the config]")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+              help="Where to train and embed [default: from the config, else auto = CUDA when present].")
+@click.option("--seed", type=int, default=None, help="Seed for head init, shuffling and augmentation.")
+@click.option("--from-features", "features_path", type=click.Path(path_type=Path), default=None,
+              help="npz with 'ids' (N,) and 'features' (N, D) computed elsewhere: skip the backbone and "
+                   "train a linear head on these features (no --config needed).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def command(config_path, store_path, labels_path, round_, mode, device, seed, features_path, quiet) -> None:
+    """Embed the pool for one labeling round: train on the labels so far, write features and logits.
+
+    Reads the labels so far, resets the configured backbone (an open_clip CLIP tower or a timm model)
+    to its pretrained weights, trains a new linear head over the known classes (with the backbone in
+    finetune mode, alone in linear mode) and streams the whole pool's features and logits into round
+    T of the store, with the mode and every setting recorded as the round's provenance.
+    """
+    if features_path is not None:
+        from aloe.embedder.linear_round import embed_from_features
+
+        if config_path is not None or mode not in (None, "linear"):
+            raise click.UsageError("--from-features trains a linear head only: drop --config and --mode")
+        t = embed_from_features(features_path, labels_path, store_path, round=round_, seed=seed or 0)
+        click.echo(f"round {t} written to {store_path} from {features_path} (linear head)")
+        return
+    if config_path is None:
+        raise click.UsageError("--config is required (or --from-features)")
+    from aloe.embedder.round import embed_round
+
+    cfg = load_config(EmbedConfig, config_path, {"mode": mode, "device": device, "seed": seed})
+    _report(embed_round(cfg, store_path, labels_path, t=round_, quiet=quiet), store_path)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point for ``aloe-embed``."""
+    exit_with(command, argv)

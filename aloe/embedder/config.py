@@ -1,0 +1,46 @@
+"""The ``aloe-embed`` config: backbone, dataset, mode and training settings, pool pass settings."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from aloe.config import StrictModel
+from aloe.data.sources import DataConfig
+from aloe.embedder.backbones import BackboneConfig
+from aloe.embedder.device import DeviceChoice
+from aloe.embedder.finetune import FinetuneConfig
+
+Mode = Literal["finetune", "linear"]
+
+
+class LinearHeadConfig(StrictModel):
+    """``linear`` mode: AdamW on a linear head over cached frozen features."""
+
+    epochs: int = Field(100, ge=0)
+    lr: float = Field(1e-2, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    batch_size: int = Field(256, ge=1)
+
+
+class PoolConfig(StrictModel):
+    """The pool pass: inference batch size, loader workers, store chunking and feature dtype."""
+
+    batch_size: int = Field(256, ge=1)
+    workers: int = Field(2, ge=0)
+    chunk_rows: int = Field(8192, ge=1)
+    feature_dtype: Literal["float16", "float32"] = "float16"
+
+
+class EmbedConfig(StrictModel):
+    """Everything one ``aloe-embed`` round needs besides the store and the labels."""
+
+    backbone: BackboneConfig
+    data: DataConfig
+    mode: Mode = "finetune"
+    finetune: FinetuneConfig = FinetuneConfig()
+    linear: LinearHeadConfig = LinearHeadConfig()
+    pool: PoolConfig = PoolConfig()
+    device: DeviceChoice = "auto"
+    seed: int = 0

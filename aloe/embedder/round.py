@@ -1,0 +1,196 @@
+"""One embedding round: labels in, a complete round (features + logits + provenance) in the store.
+
+``finetune``: reset the backbone, fine-tune it end to end with a new head on the labels so far, then
+the pool pass writes features and logits. ``linear``: the frozen backbone's pool features are cached
+in the store once (keyed by the backbone's hash and preprocessing) and a linear head trained on them
+writes the round (:func:`aloe.embedder.linear_round.write_linear_round`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from aloe import __version__
+from aloe.data.images import PoolImages
+from aloe.data.sources import ImageSource, build_source
+from aloe.embedder.backbones import Backbone, build_backbone, state_hash
+from aloe.embedder.config import EmbedConfig
+from aloe.embedder.device import resolve_device
+from aloe.embedder.finetune import finetune
+from aloe.embedder.linear_round import write_linear_round
+from aloe.embedder.poolpass import PassReport, model_encoder, run_pool_pass
+from aloe.embedder.transforms import eval_transform
+from aloe.errors import AloeError
+from aloe.labels import check_known_ids, class_indices, read_labels
+from aloe.store import Store, create_store, open_store
+
+
+@dataclass
+class RoundSummary:
+    """What :func:`embed_round` did, for the CLI's closing report."""
+
+    t: int
+    mode: str
+    n_items: int
+    n_labeled: int
+    n_classes: int
+    skipped: dict[int, str] = field(default_factory=dict)
+    pass_items_per_s: float = 0.0
+    resumed_from: int = 0
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries that shape the features."""
+    import open_clip
+    import timm
+
+    return {"aloe": __version__, "torch": torch.__version__, "open_clip": open_clip.__version__,
+            "timm": timm.__version__, "python": platform.python_version()}
+
+
+def open_or_create_store(path: Path, source: ImageSource) -> Store:
+    """Open the store at ``path`` (its pool must be ``source``'s ids) or create it for ``source``."""
+    if not path.exists():
+        return create_store(path, source.ids, meta={"dataset": source.describe(), "created_by": "aloe-embed"})
+    store = open_store(path, mode="a")
+    if store.n_items != len(source) or store.ids.tolist() != list(source.ids):
+        raise AloeError(f"{path} holds a different pool ({store.n_items} items) than the dataset "
+                        f"{source.name} ({len(source)} items); use a new --store")
+    return store
+
+
+def cache_key(backbone: Backbone) -> str:
+    """Feature-cache key: the backbone's weights hash and its preprocessing."""
+    prep = json.dumps([backbone.name, backbone.image_size, backbone.mean, backbone.std])
+    return f"frozen-{backbone.checkpoint_hash}-{hashlib.sha256(prep.encode()).hexdigest()[:8]}"
+
+
+def _nothing(image) -> torch.Tensor:
+    return torch.zeros(3, 0, 0)
+
+
+def scan_unreadable(source: ImageSource, stop: int, workers: int) -> dict[int, str]:
+    """Unreadable items among positions ``0 .. stop-1`` (re-found when a pass resumes)."""
+    found: dict[int, str] = {}
+    loader = DataLoader(PoolImages(source, _nothing, range(stop), 0), batch_size=256, num_workers=workers)
+    for positions, _, errors in loader:
+        found.update((p, e) for p, e in zip(positions.tolist(), errors, strict=True) if e)
+    return found
+
+
+def _skipped_record(source: ImageSource, skipped: dict[int, str]) -> dict[str, Any]:
+    positions = sorted(skipped)
+    return {"count": len(positions), "positions": positions, "ids": [source.ids[p] for p in positions],
+            "errors": [skipped[p] for p in positions]}
+
+
+def _pass(encoder, source, backbone, writer, cfg: EmbedConfig, device, desc, quiet) -> PassReport:
+    resumed_from = int(writer.rows_done)
+    report = run_pool_pass(encoder, source, eval_transform(backbone), writer, image_size=backbone.image_size,
+                           batch_size=cfg.pool.batch_size, workers=cfg.pool.workers, device=device,
+                           desc=desc, quiet=quiet)
+    if resumed_from:
+        report.skipped.update(scan_unreadable(source, resumed_from, cfg.pool.workers))
+    return report
+
+
+def frozen_cache(store: Store, backbone: Backbone, source: ImageSource, cfg: EmbedConfig,
+                 device: torch.device, quiet: bool) -> tuple[Any, dict[int, str], PassReport | None]:
+    """The frozen backbone's pool features from the store's cache, computing them once if absent.
+
+    Returns the cache reader, its unreadable items, and the pass report (``None`` when reused).
+    """
+    key = cache_key(backbone)
+    cached = store.cached_features(key)
+    report = None
+    if cached is None:
+        backbone.reset()
+        backbone.module.to(device)
+        writer = store.begin_cache(key, feature_dim=backbone.feature_dim, meta={"backbone": backbone.describe()},
+                                   feature_dtype=cfg.pool.feature_dtype, chunk_rows=cfg.pool.chunk_rows)
+        report = _pass(model_encoder(backbone.module, None, device), source, backbone, writer, cfg, device,
+                       "frozen features", quiet)
+        writer.commit({"skipped": [[p, e] for p, e in sorted(report.skipped.items())]})
+        cached = store.cached_features(key)
+    skipped = {int(p): str(e) for p, e in cached.attrs.get("skipped", [])}
+    return cached, skipped, report
+
+
+def embed_round(cfg: EmbedConfig, store_path: str | Path, labels_path: str | Path, t: int | None = None,
+                quiet: bool = False) -> RoundSummary:
+    """Write round ``t`` (default: one past the latest) of the store at ``store_path``.
+
+    Bad labels (unknown ids, an id with two labels) raise :class:`AloeError` before anything is
+    written. A round killed mid-pass is resumed from its last complete chunk by the same call.
+    """
+    started = time.perf_counter()
+    labels = read_labels(labels_path)
+    source = build_source(cfg.data)
+    check_known_ids(labels, source.ids, str(labels_path))
+    device = resolve_device(cfg.device)
+    backbone = build_backbone(cfg.backbone)
+    store = open_or_create_store(Path(store_path), source)
+    rounds = store.rounds()
+    t = (rounds[-1] + 1 if rounds else 0) if t is None else t
+    if t in rounds:
+        raise AloeError(f"{store_path}: round {t} already exists (rounds are immutable); "
+                        f"use --round {rounds[-1] + 1} or omit --round")
+    names, classes = class_indices(labels.values())
+    positions = store.position_of(labels.keys())
+    provenance: dict[str, Any] = {
+        "mode": cfg.mode, "backbone": backbone.describe(), "dataset": source.describe(), "seed": cfg.seed,
+        "device": str(device), "pool": cfg.pool.model_dump(), "n_labeled": len(labels),
+        "versions": versions(), "config": cfg.model_dump(mode="json"),
+    }
+    summary = RoundSummary(t, cfg.mode, store.n_items, len(labels), len(names))
+    timings = summary.timings_s
+    timings["setup"] = time.perf_counter() - started
+
+    if cfg.mode == "linear":
+        cache, skipped, report = frozen_cache(store, backbone, source, cfg, device, quiet)
+        timings["frozen_features"] = report.seconds if report else 0.0
+        lin = cfg.linear
+        provenance.update(linear_head=lin.model_dump(), feature_cache=cache_key(backbone),
+                          skipped=_skipped_record(source, skipped))
+        mark = time.perf_counter()
+        write_linear_round(store, t, cache, positions, classes, names, epochs=lin.epochs, lr=lin.lr,
+                           weight_decay=lin.weight_decay, batch_size=lin.batch_size, seed=cfg.seed,
+                           device=str(device), provenance=provenance, feature_dtype=cfg.pool.feature_dtype,
+                           chunk_rows=cfg.pool.chunk_rows)
+        timings["head_and_write"] = time.perf_counter() - mark
+        summary.skipped = skipped
+        summary.pass_items_per_s = report.items_per_s if report else 0.0
+        return summary
+
+    mark = time.perf_counter()
+    head, stats = finetune(backbone, source, positions, classes, len(names), cfg.finetune, device=device,
+                           seed=cfg.seed, workers=cfg.pool.workers, quiet=quiet)
+    timings["finetune"] = time.perf_counter() - mark
+    trained = {**{f"backbone.{k}": v for k, v in backbone.module.state_dict().items()},
+               **{f"head.{k}": v for k, v in head.state_dict().items()}}
+    writer = store.begin_round(t, feature_dim=backbone.feature_dim, class_names=names,
+                               labeled_positions=positions, labeled_classes=classes, provenance=provenance,
+                               feature_dtype=cfg.pool.feature_dtype, chunk_rows=cfg.pool.chunk_rows,
+                               resume_token=state_hash(trained))
+    summary.resumed_from = int(writer.rows_done)
+    report = _pass(model_encoder(backbone.module, head, device), source, backbone, writer, cfg, device,
+                   f"round {t} pool pass", quiet)
+    timings["pool_pass"] = report.seconds
+    timings["total"] = time.perf_counter() - started
+    provenance.update(finetune=cfg.finetune.model_dump(), training=stats, resumed_from=summary.resumed_from,
+                      trained_hash=state_hash(trained), skipped=_skipped_record(source, report.skipped),
+                      timings_s=dict(timings), pass_items_per_s=report.items_per_s)
+    writer.commit({"provenance": provenance})
+    summary.skipped = report.skipped
+    summary.pass_items_per_s = report.items_per_s
+    return summary

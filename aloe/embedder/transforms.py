@@ -1,0 +1,34 @@
+"""Preprocessing for a backbone: resize to its resolution and normalise; optional augmentation."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from torchvision import transforms as T
+
+from aloe.embedder.backbones import Backbone
+
+Augment = Literal["none", "crop", "crop_flip"]
+
+
+def eval_transform(backbone: Backbone) -> T.Compose:
+    """Resize the short side to the backbone's size, centre-crop, convert, normalise."""
+    size = backbone.image_size
+    return T.Compose([
+        T.Resize(size, interpolation=T.InterpolationMode.BICUBIC),
+        T.CenterCrop(size),
+        T.ToTensor(),
+        T.Normalize(backbone.mean, backbone.std),
+    ])
+
+
+def train_transform(backbone: Backbone, augment: Augment) -> T.Compose:
+    """The training transform: ``none`` is :func:`eval_transform`; ``crop`` adds a random resized
+    crop (scale 0.7-1); ``crop_flip`` also flips horizontally at random."""
+    if augment == "none":
+        return eval_transform(backbone)
+    size = backbone.image_size
+    steps = [T.RandomResizedCrop(size, scale=(0.7, 1.0), interpolation=T.InterpolationMode.BICUBIC)]
+    if augment == "crop_flip":
+        steps.append(T.RandomHorizontalFlip())
+    return T.Compose([*steps, T.ToTensor(), T.Normalize(backbone.mean, backbone.std)])
