@@ -1,0 +1,214 @@
+"""The ALOE rule (DESIGN.md section 3) and its two halves alone, ``ood`` and ``kmeans``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from aloe.selector.clustering import KMeansResult, kmeans
+from aloe.selector.config import SelectParams
+from aloe.selector.scores import compute_scores, unit_rows
+from aloe.selector.selection import Selection
+from aloe.selector.threshold import ood_threshold
+from aloe.selector.view import RoundView
+
+_PREPARE_ROWS = 65_536
+
+
+@dataclass
+class Scored:
+    """Per-item OOD scores, the threshold and the flags, with notes and step timings."""
+
+    scores: np.ndarray
+    name: str
+    tau: float
+    flagged: np.ndarray
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def score_round(view: RoundView, params: SelectParams) -> Scored:
+    """Steps 1-2: score every item, threshold at ``params.tpr`` over the labeled items, flag ``o > tau``."""
+    started = time.perf_counter()
+    result = compute_scores(view, params.score, knn_k=params.knn_k)
+    scored_at = time.perf_counter()
+    tau = ood_threshold(result.scores[view.labeled_positions], params.tpr)
+    flagged = result.scores > tau
+    timings = {"scores": scored_at - started, "threshold": time.perf_counter() - scored_at}
+    return Scored(result.scores, result.name, tau, flagged, result.notes, timings)
+
+
+def top_positions(values: np.ndarray, positions: np.ndarray, count: int) -> np.ndarray:
+    """The ``count`` positions with the highest ``values`` (ties: lower position first)."""
+    return positions[np.lexsort((positions, -values))[:count]]
+
+
+def cluster_input(view: RoundView, positions: np.ndarray, normalize: bool) -> np.ndarray:
+    """Features of ``positions`` as one contiguous float32 array, L2-normalized when asked (blocked)."""
+    out = np.empty((len(positions), view.features.shape[1]), dtype=np.float32)
+    for start in range(0, len(positions), _PREPARE_ROWS):
+        block = view.features[positions[start : start + _PREPARE_ROWS]]
+        out[start : start + len(block)] = unit_rows(block) if normalize else block
+    return out
+
+
+def cluster_unlabeled(
+    view: RoundView, k: int, seed: int, params: SelectParams, timings: dict[str, float]
+) -> KMeansResult:
+    """Step 3's k-means over the unlabeled items' (normalized) features; adds its timings."""
+    started = time.perf_counter()
+    x = cluster_input(view, view.unlabeled_positions, params.normalize)
+    prepared = time.perf_counter()
+    result = kmeans(
+        x,
+        k,
+        seed=seed,
+        niter=params.niter,
+        backend=params.backend,
+        max_points_per_centroid=params.max_points_per_centroid,
+    )
+    timings["prepare"] = prepared - started
+    timings["kmeans"] = time.perf_counter() - prepared
+    return result
+
+
+def rank_clusters(
+    assignment: np.ndarray, scores: np.ndarray, flagged: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 4-5: OOD ratio per cluster and the non-empty clusters in rank order.
+
+    Rank: OOD ratio descending, then mean ``o`` descending, then cluster id ascending (so the order
+    is total and reproducible). Returns ``(ratios (k,), ranked cluster ids)``.
+    """
+    counts = np.bincount(assignment, minlength=k)
+    n_flagged = np.bincount(assignment, weights=flagged.astype(np.float64), minlength=k)
+    sum_scores = np.bincount(assignment, weights=scores.astype(np.float64), minlength=k)
+    members = np.maximum(counts, 1)
+    ratios = n_flagged / members
+    mean_scores = sum_scores / members
+    nonempty = np.flatnonzero(counts > 0)
+    order = np.lexsort((nonempty, -mean_scores[nonempty], -ratios[nonempty]))
+    return ratios, nonempty[order]
+
+
+def most_ood_member(assignment: np.ndarray, scores: np.ndarray, positions: np.ndarray, k: int) -> np.ndarray:
+    """Step 6: for each cluster, the position of its member with the highest ``o`` (-1 if empty).
+
+    Ties go to the lower position.
+    """
+    order = np.lexsort((positions, -scores, assignment))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = assignment[order][1:] != assignment[order][:-1]
+    best = np.full(k, -1, dtype=np.int64)
+    best[assignment[order][first]] = positions[order][first]
+    return best
+
+
+def select_aloe(view: RoundView, budget: int, seed: int, params: SelectParams) -> Selection:
+    """ALOE: k-means with a surplus of clusters, then the most-OOD member of the most-OOD clusters.
+
+    Exactly DESIGN.md section 3: ``k = min(n_unlabeled, multiplier * max(B, C))``; clusters ranked by
+    OOD ratio (ties: higher mean ``o``, then lower cluster id); the top ``B`` each give their
+    highest-``o`` unlabeled member; with fewer than ``B`` non-empty clusters the rest of the batch is
+    the highest-``o`` unlabeled items not yet taken.
+    """
+    scored = score_round(view, params)
+    timings = dict(scored.timings)
+    unlabeled = view.unlabeled_positions
+    k = min(len(unlabeled), params.multiplier * max(budget, view.n_classes))
+    result = cluster_unlabeled(view, k, seed, params, timings)
+
+    started = time.perf_counter()
+    assignment = result.assignment
+    unlabeled_scores = scored.scores[unlabeled]
+    ratios, ranked = rank_clusters(assignment, unlabeled_scores, scored.flagged[unlabeled], k)
+    best = most_ood_member(assignment, unlabeled_scores, unlabeled, k)
+    chosen = best[ranked[:budget]]
+    notes = [*scored.notes, *result.notes, f"k-means backend {result.backend}"]
+    if len(chosen) < budget:
+        rest = np.setdiff1d(unlabeled, chosen, assume_unique=True)
+        fill = top_positions(scored.scores[rest], rest, budget - len(chosen))
+        chosen = np.concatenate([chosen, fill])
+        notes.append(f"{len(ranked)} non-empty clusters < budget {budget}: filled {len(fill)} by highest o")
+    timings["rank"] = time.perf_counter() - started
+
+    clusters = np.full(view.n_items, -1, dtype=np.int64)
+    clusters[unlabeled] = assignment
+    return Selection(
+        strategy="aloe",
+        budget=budget,
+        seed=seed,
+        params=params.model_dump(),
+        positions=chosen,
+        scores=scored.scores,
+        score_name=scored.name,
+        tau=scored.tau,
+        flagged=scored.flagged,
+        clusters=clusters,
+        cluster_ratios=ratios,
+        k=k,
+        notes=notes,
+        timings=timings,
+    )
+
+
+def select_ood(view: RoundView, budget: int, seed: int, params: SelectParams) -> Selection:
+    """ALOE's OOD half alone: the ``B`` unlabeled items with the highest ``o`` (ties: lower position)."""
+    scored = score_round(view, params)
+    started = time.perf_counter()
+    unlabeled = view.unlabeled_positions
+    chosen = top_positions(scored.scores[unlabeled], unlabeled, budget)
+    return Selection(
+        strategy="ood",
+        budget=budget,
+        seed=seed,
+        params=params.model_dump(),
+        positions=chosen,
+        scores=scored.scores,
+        score_name=scored.name,
+        tau=scored.tau,
+        flagged=scored.flagged,
+        notes=scored.notes,
+        timings={**scored.timings, "rank": time.perf_counter() - started},
+    )
+
+
+def select_kmeans(view: RoundView, budget: int, seed: int, params: SelectParams) -> Selection:
+    """ALOE's diversity half alone: ``k = B`` clusters, the member nearest each centroid.
+
+    Clusters are taken largest first (ties: lower id); with fewer than ``B`` non-empty clusters the
+    rest is a seeded uniform sample of the remaining unlabeled items.
+    """
+    timings: dict[str, float] = {}
+    unlabeled = view.unlabeled_positions
+    result = cluster_unlabeled(view, budget, seed, params, timings)
+    started = time.perf_counter()
+    assignment = result.assignment
+    order = np.lexsort((unlabeled, result.sq_distance, assignment))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = assignment[order][1:] != assignment[order][:-1]
+    nearest_cluster, nearest = assignment[order][first], unlabeled[order][first]
+    sizes = np.bincount(assignment, minlength=budget)[nearest_cluster]
+    chosen = nearest[np.lexsort((nearest_cluster, -sizes))]
+    notes = [*result.notes, f"k-means backend {result.backend}"]
+    if len(chosen) < budget:
+        rest = np.setdiff1d(unlabeled, chosen, assume_unique=True)
+        fill = np.random.default_rng(seed).choice(rest, budget - len(chosen), replace=False)
+        chosen = np.concatenate([chosen, fill])
+        notes.append(f"only {len(nearest)} non-empty clusters: filled {len(fill)} at random")
+    timings["rank"] = time.perf_counter() - started
+    clusters = np.full(view.n_items, -1, dtype=np.int64)
+    clusters[unlabeled] = assignment
+    return Selection(
+        strategy="kmeans",
+        budget=budget,
+        seed=seed,
+        params=params.model_dump(),
+        positions=chosen,
+        clusters=clusters,
+        k=budget,
+        notes=notes,
+        timings=timings,
+    )

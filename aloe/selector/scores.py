@@ -1,0 +1,149 @@
+"""OOD scores, oriented so that **higher means more likely unknown**.
+
+The logit scores are pure functions of a block of rows (torch tensors on any device); the ``knn``
+score needs the labeled set and runs through FAISS. :func:`compute_scores` applies a score to a whole
+:class:`~aloe.selector.view.RoundView` block by block, and falls back to ``knn`` (saying so) when the
+round has fewer than two known classes, where the logit scores mean nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import faiss
+import numpy as np
+import torch
+
+from aloe.errors import AloeError
+from aloe.selector.view import RoundView
+
+DEFAULT_BLOCK_ROWS = 65_536
+
+
+def gradnorm(features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """GradNorm (Huang et al. 2021), negated: ``-||h||_1 * sum_k |softmax(z)_k - 1/C|``.
+
+    For a linear head ``z = W h + b`` and the loss ``KL(u || softmax(z))`` against the uniform label
+    ``u`` (Huang et al.'s code uses the cross-entropy to ``u``, which differs by a constant), the
+    gradient with respect to ``W`` is ``(softmax(z) - 1/C) h^T``; its entry-wise L1 norm is
+    ``||h||_1 * sum_k |softmax(z)_k - 1/C|``, exactly the score Huang et al. compute with autograd.
+    DESIGN.md writes it as ``||h||_1 * sum_k |C softmax(z)_k - 1|``, which is ``C`` times larger:
+    within a round ``C`` is fixed, so the ranking, the threshold's flags and the batch are the same.
+    In-distribution items have large gradient norms, so the score is negated.
+    """
+    probs = torch.softmax(logits.float(), dim=1)
+    spread = (probs - 1.0 / logits.shape[1]).abs().sum(dim=1)
+    return -(features.float().abs().sum(dim=1) * spread)
+
+
+def energy(features: torch.Tensor, logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Free energy ``-T * logsumexp(z / T)`` (Liu et al. 2020); higher for unknown items."""
+    return -temperature * torch.logsumexp(logits.float() / temperature, dim=1)
+
+
+def msp(features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Negated maximum softmax probability (Hendrycks & Gimpel 2017)."""
+    return -torch.softmax(logits.float(), dim=1).max(dim=1).values
+
+
+def maxlogit(features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Negated maximum logit (Hendrycks et al. 2022)."""
+    return -logits.float().max(dim=1).values
+
+
+LOGIT_SCORES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "gradnorm": gradnorm,
+    "energy": energy,
+    "msp": msp,
+    "maxlogit": maxlogit,
+}
+SCORES: tuple[str, ...] = (*LOGIT_SCORES, "knn")
+
+
+def unit_rows(block: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero), as float32."""
+    block = np.asarray(block, dtype=np.float32)
+    norms = np.linalg.norm(block, axis=1, keepdims=True)
+    return block / np.maximum(norms, np.float32(1e-12))
+
+
+def knn_scores(
+    features: np.ndarray,
+    labeled_positions: np.ndarray,
+    k: int = 1,
+    block_rows: int = DEFAULT_BLOCK_ROWS,
+) -> np.ndarray:
+    """Distance from each L2-normalized row to its ``k``-th nearest labeled row (Sun et al. 2022).
+
+    A labeled row does not count as its own neighbour (leave-one-out), so the labeled items' scores
+    are honest for the threshold. Queries run ``block_rows`` at a time against a flat FAISS index of
+    the labeled rows: memory is ``L x D`` plus one block, never ``N x L``. With fewer labeled rows
+    than ``k`` the farthest available one is used; a lone labeled item scores 0.
+    """
+    positions = np.asarray(labeled_positions, dtype=np.int64)
+    if len(positions) == 0:
+        raise AloeError("the knn score needs at least one labeled item")
+    if k < 1:
+        raise AloeError(f"knn k must be >= 1, got {k}")
+    index = faiss.IndexFlatL2(features.shape[1])
+    index.add(unit_rows(features[np.sort(positions)]))
+    labeled = np.zeros(len(features), dtype=bool)
+    labeled[positions] = True
+    out = np.empty(len(features), dtype=np.float32)
+    for start in range(0, len(features), block_rows):
+        block = unit_rows(features[start : start + block_rows])
+        is_labeled = labeled[start : start + len(block)]
+        depth = min(k + 1, index.ntotal)
+        dist, _ = index.search(block, depth)
+        dist = np.sqrt(np.maximum(dist, 0.0))
+        unlabeled_col = min(k, index.ntotal) - 1
+        labeled_col = min(k, index.ntotal - 1)
+        scores = dist[:, unlabeled_col].copy()
+        if labeled_col >= 1:
+            scores[is_labeled] = dist[is_labeled, labeled_col]
+        else:
+            scores[is_labeled] = 0.0
+        out[start : start + len(block)] = scores
+    return out
+
+
+@dataclass
+class ScoreResult:
+    """Per-item scores over the whole pool and which score produced them."""
+
+    scores: np.ndarray  # (N,) float32, higher = more likely unknown
+    name: str  # the score actually used
+    notes: list[str] = field(default_factory=list)
+
+
+def compute_scores(
+    view: RoundView,
+    name: str = "gradnorm",
+    *,
+    knn_k: int = 1,
+    device: str | torch.device = "cpu",
+    block_rows: int = DEFAULT_BLOCK_ROWS,
+) -> ScoreResult:
+    """Score every pool item of ``view`` with score ``name``, ``block_rows`` rows at a time.
+
+    A logit score with fewer than two known classes falls back to ``knn`` and adds a note.
+    Raises :class:`AloeError` for an unknown score name or a round without labeled items.
+    """
+    if name not in SCORES:
+        raise AloeError(f"unknown score {name!r}; choose one of {', '.join(SCORES)}")
+    notes: list[str] = []
+    if name != "knn" and view.n_classes < 2:
+        notes.append(f"{name} needs >= 2 known classes, the round has {view.n_classes}: used knn")
+        name = "knn"
+    if name == "knn":
+        return ScoreResult(knn_scores(view.features, view.labeled_positions, knn_k, block_rows), name, notes)
+    function = LOGIT_SCORES[name]
+    out = np.empty(view.n_items, dtype=np.float32)
+    with torch.no_grad():
+        for start in range(0, view.n_items, block_rows):
+            stop = min(start + block_rows, view.n_items)
+            h = torch.from_numpy(view.features[start:stop]).to(device)
+            z = torch.from_numpy(view.logits[start:stop]).to(device)
+            out[start:stop] = function(h, z).cpu().numpy()
+    return ScoreResult(out, name, notes)

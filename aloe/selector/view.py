@@ -1,0 +1,159 @@
+"""``RoundView``: the numpy view of one round that every selection strategy reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from aloe.errors import AloeError
+
+_CHECK_ROWS = 65_536
+
+
+def _first_nonfinite(name: str, array: np.ndarray, ids: np.ndarray) -> None:
+    """Raise :class:`AloeError` saying how many rows of ``array`` hold NaN/inf, and the first one."""
+    bad_rows = 0
+    first = -1
+    for start in range(0, len(array), _CHECK_ROWS):
+        bad = ~np.isfinite(array[start : start + _CHECK_ROWS]).all(axis=1)
+        if bad.any():
+            if first < 0:
+                first = start + int(np.argmax(bad))
+            bad_rows += int(bad.sum())
+    if bad_rows:
+        raise AloeError(
+            f"{name} hold NaN or inf in {bad_rows} row(s); first: row {first} (id {ids[first]!r})"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class RoundView:
+    """One round's pool, as arrays: what a strategy needs and nothing else.
+
+    Attributes
+    ----------
+    ids
+        ``(N,)`` item ids, pool order.
+    features
+        ``(N, D)`` float32: the vectors the linear head reads.
+    logits
+        ``(N, C)`` float32, ``C = len(class_names)``.
+    labeled_positions
+        ``(L,)`` int64 pool positions of the labeled items (unique, in ``[0, N)``).
+    labeled_classes
+        ``(L,)`` int64 indices into ``class_names``.
+    class_names
+        The known classes ``K_t``.
+
+    Construction validates everything and raises :class:`AloeError` on NaN/inf (how many rows and
+    the first), a logits width that is not ``len(class_names)``, or positions/classes out of range.
+    """
+
+    ids: np.ndarray
+    features: np.ndarray
+    logits: np.ndarray
+    labeled_positions: np.ndarray
+    labeled_classes: np.ndarray
+    class_names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        coerce = {
+            "ids": np.asarray(self.ids).astype(str, copy=False),
+            "features": np.asarray(self.features, dtype=np.float32),
+            "logits": np.asarray(self.logits, dtype=np.float32),
+            "labeled_positions": np.asarray(self.labeled_positions, dtype=np.int64).reshape(-1),
+            "labeled_classes": np.asarray(self.labeled_classes, dtype=np.int64).reshape(-1),
+            "class_names": tuple(str(name) for name in self.class_names),
+        }
+        for key, value in coerce.items():
+            object.__setattr__(self, key, value)
+        self._validate()
+
+    def _validate(self) -> None:
+        n = len(self.ids)
+        if self.features.ndim != 2 or len(self.features) != n:
+            raise AloeError(f"features must be ({n}, D) for {n} ids, got {self.features.shape}")
+        if self.logits.ndim != 2 or len(self.logits) != n:
+            raise AloeError(f"logits must be ({n}, C) for {n} ids, got {self.logits.shape}")
+        if self.logits.shape[1] != len(self.class_names):
+            raise AloeError(
+                f"logits have {self.logits.shape[1]} columns but the round names "
+                f"{len(self.class_names)} classes"
+            )
+        positions, classes = self.labeled_positions, self.labeled_classes
+        if len(positions) != len(classes):
+            raise AloeError(f"{len(positions)} labeled positions but {len(classes)} labeled classes")
+        if len(positions):
+            out = (positions < 0) | (positions >= n)
+            if out.any():
+                raise AloeError(
+                    f"{int(out.sum())} labeled position(s) outside [0, {n}); first: {positions[out][0]}"
+                )
+            if len(np.unique(positions)) != len(positions):
+                raise AloeError("labeled positions repeat an item")
+            bad = (classes < 0) | (classes >= len(self.class_names))
+            if bad.any():
+                raise AloeError(
+                    f"{int(bad.sum())} labeled class index(es) outside [0, {len(self.class_names)}); "
+                    f"first: {classes[bad][0]}"
+                )
+        _first_nonfinite("features", self.features, self.ids)
+        _first_nonfinite("logits", self.logits, self.ids)
+
+    @property
+    def n_items(self) -> int:
+        """Pool size ``N``."""
+        return len(self.ids)
+
+    @property
+    def n_classes(self) -> int:
+        """Number of known classes ``C``."""
+        return len(self.class_names)
+
+    @cached_property
+    def labeled_mask(self) -> np.ndarray:
+        """``(N,)`` bool, True for labeled items."""
+        mask = np.zeros(self.n_items, dtype=bool)
+        mask[self.labeled_positions] = True
+        return mask
+
+    @cached_property
+    def unlabeled_positions(self) -> np.ndarray:
+        """Sorted int64 positions of the unlabeled items."""
+        return np.flatnonzero(~self.labeled_mask).astype(np.int64)
+
+    @classmethod
+    def from_round(cls, reader: Any, ids: np.ndarray) -> RoundView:
+        """Load a store round (``store.round(t)``) into a view; ``ids`` are the store's pool ids.
+
+        Features and logits are copied block by block into float32 arrays, so a float16 store never
+        needs a second full-size temporary.
+        """
+        n, dim, width = int(reader.n_items), int(reader.feature_dim), len(reader.class_names)
+        if len(ids) != n:
+            raise AloeError(f"the round holds {n} items but the pool has {len(ids)} ids")
+        features = np.empty((n, dim), dtype=np.float32)
+        logits = np.empty((n, width), dtype=np.float32)
+        filled = 0
+        for start, feature_block, logit_block in reader.iter_blocks():
+            stop = start + len(feature_block)
+            features[start:stop] = feature_block
+            if logit_block.shape[1] != width:
+                raise AloeError(
+                    f"logits have {logit_block.shape[1]} columns but the round names {width} classes"
+                )
+            logits[start:stop] = logit_block
+            filled += stop - start
+        if filled != n:
+            raise AloeError(f"the round gave {filled} rows, expected {n}")
+        return cls(
+            ids=ids,
+            features=features,
+            logits=logits,
+            labeled_positions=reader.labeled_positions,
+            labeled_classes=reader.labeled_classes,
+            class_names=tuple(reader.class_names),
+        )
