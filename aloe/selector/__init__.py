@@ -1,0 +1,1 @@
+"""The selector: OOD scores, threshold, k-means, strategies and ``aloe-select``."""

@@ -1,0 +1,101 @@
+"""``aloe-select``: pick the next labeling batch from a store round."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from aloe.config import load_config, validate_config
+from aloe.internal.cli import exit_with
+from aloe.selector.config import SelectConfig
+from aloe.selector.scores import SCORES
+from aloe.selector.select import run_select, summary_lines
+from aloe.selector.strategies import STRATEGIES
+
+_STRATEGY_HELP = "; ".join(f"{s.name}: {s.summary}" for s in STRATEGIES.values())
+
+
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="""\b
+Example:
+  aloe-select --store pool.zarr --budget 500 --out batch.csv
+  aloe-select --store pool.zarr --round 2 --budget 200 --strategy badge --out badge.csv""",
+)
+@click.option("--store", "store_path", required=True, type=click.Path(path_type=Path), help="The round store.")
+@click.option("--round", "round_", type=int, default=None, help="Round to select on [default: latest complete].")
+@click.option("--budget", type=int, default=None, help="Batch size B (required here or in --config).")
+@click.option("--strategy", type=click.Choice(list(STRATEGIES)), default=None,
+              help=f"Selection strategy [default: aloe]. {_STRATEGY_HELP}.")
+@click.option("--score", type=click.Choice(list(SCORES)), default=None, help="OOD score [default: gradnorm].")
+@click.option("--tpr", type=float, default=None, help="Share of labeled items kept in-distribution [0.95].")
+@click.option("--multiplier", type=int, default=None, help="k = multiplier * max(B, C) [default: 2].")
+@click.option("--seed", type=int, default=None, help="Seed of k-means and sampling [default: 0].")
+@click.option("--backend", type=click.Choice(["auto", "faiss", "torch"]), default=None,
+              help="k-means backend [default: auto: FAISS GPU, else torch on CUDA, else FAISS CPU].")
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="Batch CSV to write: id, rank, cluster, ood_score, flagged.")
+@click.option("--name", default=None,
+              help="Name of the selection record in the store [default: <strategy>-b<B>-<hash of the request>].")
+@click.option("--overwrite", is_flag=True, help="Replace a selection of the same name made with other settings.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="YAML with any of the settings above (flags win) and niter, normalize, knn_k, "
+                   "max_points_per_centroid.")
+@click.option("--quiet", is_flag=True, help="Print nothing but errors.")
+def cli(
+    store_path: Path,
+    round_: int | None,
+    budget: int | None,
+    strategy: str | None,
+    score: str | None,
+    tpr: float | None,
+    multiplier: int | None,
+    seed: int | None,
+    backend: str | None,
+    out: Path,
+    name: str | None,
+    overwrite: bool,
+    config_path: Path | None,
+    quiet: bool,
+) -> None:
+    """Choose the next B items to label from round T of a store, and record the choice there.
+
+    \b
+    The ALOE rule (Xie et al., TMLR 2025):
+      1. score every item: o = OOD score, higher = more likely an unknown class
+         (gradnorm by default; knn when fewer than 2 classes are known);
+      2. tau = the --tpr quantile of the labeled items' scores; o > tau flags an item OOD;
+      3. k-means on the unlabeled items' L2-normalized features, k = multiplier * max(B, C);
+      4. rank clusters by their share of flagged members (ties: higher mean o);
+      5. from each of the top B clusters take its most-OOD member.
+    With no labels yet the batch is a uniform random sample. Other strategies run through the same
+    interface for comparison. The same --name with the same settings reuses the recorded selection.
+    """
+    overrides = {
+        "budget": budget,
+        "strategy": strategy,
+        "score": score,
+        "tpr": tpr,
+        "multiplier": multiplier,
+        "seed": seed,
+        "backend": backend,
+    }
+    if config_path is not None:
+        config = load_config(SelectConfig, config_path, overrides)
+    else:
+        given = {key: value for key, value in overrides.items() if value is not None}
+        if "budget" not in given:
+            raise click.UsageError("--budget is required (or give it in --config)")
+        config = validate_config(SelectConfig, given, "aloe-select")
+    outcome = run_select(store_path, config, out, round=round_, name=name, overwrite=overwrite)
+    if not quiet:
+        for line in summary_lines(outcome):
+            click.echo(line)
+        click.echo(f"wrote {out}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point for ``aloe-select``."""
+    exit_with(cli, argv)
