@@ -6,11 +6,16 @@ from pathlib import Path
 
 import click
 
+from aloe.config import validate_config
 from aloe.errors import AloeError
 from aloe.loop.batch import import_answers, read_batch
 from aloe.loop.labelstudio import label_config, make_tasks, write_json
 from aloe.loop.ledger import LEDGER_NAME, Ledger, ledger_path_for
 from aloe.loop.manifest import image_locations
+from aloe.loop.oracle import load_npz_pool
+from aloe.loop.progress import round_progress
+from aloe.loop.report import write_report
+from aloe.loop.simulate import SimulationSettings, simulate
 
 LEDGER_HELP = (
     "The run's labels ledger (an append-only id,label,round,source CSV). "
@@ -125,3 +130,103 @@ def export_command(batch_path: Path, out: Path, manifest: Path | None, prefix: s
         label_config_path.write_text(label_config(known))
         message += f" and the labeling interface ({len(known)} known classes) to {label_config_path}"
     click.echo(message)
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise click.BadParameter(f"expected distinct comma-separated integers, got {text!r}")
+    return seeds
+
+
+def _settings(strategies, budget, rounds, seeds, initial, score, tpr, multiplier, epochs,
+              head: dict | None = None) -> SimulationSettings:
+    select = {"score": score, "tpr": tpr, "multiplier": multiplier}
+    head = {**(head or {}), **({"epochs": epochs} if epochs is not None else {})}
+    return validate_config(
+        SimulationSettings,
+        {
+            "strategies": list(strategies),
+            "seeds": _seeds(seeds),
+            "budget": budget,
+            "rounds": rounds,
+            "initial": initial,
+            "select": {k: v for k, v in select.items() if v is not None},
+            "head": head,
+        },
+        "options",
+    )
+
+
+def simulation_options(command):
+    """The options ``simulate`` and ``demo`` share."""
+    for option in reversed([
+        click.option("--strategy", "strategies", multiple=True, default=("aloe", "random"), show_default=True,
+                     help="Selection strategy (repeatable); see aloe-select --help for the list."),
+        click.option("--budget", default=10, show_default=True, type=click.IntRange(min=1),
+                     help="Labels per round (B)."),
+        click.option("--rounds", default=5, show_default=True, type=click.IntRange(min=1),
+                     help="Selection rounds after the initial set."),
+        click.option("--seeds", default="0,1,2", show_default=True,
+                     help="Comma-separated seeds; each seeds the initial set, the head and the selector."),
+        click.option("--initial", type=click.IntRange(min=1),
+                     help="Random labels before round 1 (round 0). Default: the budget."),
+        click.option("--score", type=click.Choice(["gradnorm", "energy", "msp", "maxlogit", "knn"]),
+                     help="OOD score (default gradnorm)."),
+        click.option("--tpr", type=click.FloatRange(0, 1, min_open=True),
+                     help="True-positive rate of the OOD threshold (default 0.95)."),
+        click.option("--multiplier", type=click.IntRange(min=1),
+                     help="k-means clusters = multiplier * max(B, C) (default 2)."),
+        click.option("--epochs", type=click.IntRange(min=0),
+                     help="Epochs of each round's linear head (default 100, or the config's linear.epochs)."),
+        click.option("--quiet", is_flag=True, help="No progress bars (for scripts)."),
+    ]):
+        command = option(command)
+    return command
+
+
+@click.command("simulate")
+@click.option("--features", "features_path", type=click.Path(path_type=Path),
+              help="Cached features: an npz with 'features' (N x D) and 'labels' (N); optional 'ids', "
+                   "'classes' (names of integer labels), 'test_features', 'test_labels'.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="The simulation directory.")
+@simulation_options
+def simulate_command(features_path: Path | None, out: Path, strategies, budget, rounds, seeds, initial,
+                     score, tpr, multiplier, epochs, quiet) -> None:
+    """Simulate the labeling loop with an oracle, for several strategies and seeds.
+
+    Each round writes a real round (linear head on all labels so far) into a store, selects the
+    next batch with the strategy (recorded in that store) and asks the oracle for the batch's true
+    labels. Layout under OUT: simulation.json, metrics.csv (one row per strategy, seed and round;
+    round 0 is the initial random set), and STRATEGY/seed-S/ with store.zarr, ledger.csv and the
+    run's metrics.csv, so any round can be reselected or inspected later.
+
+    Accuracy is measured on the npz's test split, or on a stratified 20% of the pool carved out
+    (seed 0) before anything is labeled. Interrupted, the same command continues where it stopped;
+    more --rounds, strategies or seeds extend OUT. Then: aloe report OUT.
+    """
+    if features_path is None:
+        raise AloeError("give the pool: --features pool.npz")
+    settings = _settings(strategies, budget, rounds, seeds, initial, score, tpr, multiplier, epochs)
+    pool = load_npz_pool(features_path)
+    path = simulate(pool, settings, out, round_progress(len(pool.ids), quiet))
+    click.echo(f"metrics: {path}")
+
+
+@click.command("report")
+@click.argument("run_dir", metavar="DIR", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="Where to write the report. Default: DIR.")
+@click.option("--title", help="The report's title.")
+def report_command(run_dir: Path, out: Path | None, title: str | None) -> None:
+    """Plot and summarize a simulation: report.md, discovery.png and accuracy.png.
+
+    The plots show, per strategy, the classes discovered and the test balanced accuracy against
+    the number of labels (mean over seeds, band = one standard deviation). The summary gives the
+    labels each strategy needed to discover 50%, 90% and 100% of the classes and the saving
+    against random.
+    """
+    path = write_report(run_dir, out, title)
+    click.echo(f"report: {path}")

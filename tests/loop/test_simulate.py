@@ -1,0 +1,148 @@
+"""``aloe simulate`` on a small synthetic pool: real stores, metrics checked independently, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from sklearn.metrics import recall_score
+
+from aloe.embedder.head import fit_linear_head, head_logits
+from aloe.internal.cli import run_cli
+from aloe.loop.cli import simulate_command
+from aloe.loop.ledger import Ledger
+from aloe.loop.metrics import COLUMNS
+from aloe.store import open_store
+
+ARGS = ["--budget", "5", "--rounds", "3", "--seeds", "0,1", "--epochs", "20", "--quiet"]
+
+
+def simulate(pool_npz, out, *extra):
+    return run_cli(simulate_command, ["--features", str(pool_npz), "--out", str(out), *ARGS, *extra])
+
+
+@pytest.fixture(scope="module")
+def finished(pool_npz, tmp_path_factory):
+    """One uninterrupted simulation of aloe and random, 2 seeds, 3 rounds of 5 labels."""
+    out = tmp_path_factory.mktemp("sim") / "run"
+    assert simulate(pool_npz, out) == 0
+    return out
+
+
+def read_rows(path):
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        return reader.fieldnames, list(reader)
+
+
+def test_metrics_have_exactly_the_columns_and_one_row_per_round(finished):
+    fields, rows = read_rows(finished / "metrics.csv")
+    assert tuple(fields) == COLUMNS
+    keys = [(r["strategy"], int(r["seed"]), int(r["round"])) for r in rows]
+    assert keys == [(s, seed, t) for s in ("aloe", "random") for seed in (0, 1) for t in range(4)]
+    assert [int(r["n_labeled"]) for r in rows[:4]] == [5, 10, 15, 20]
+    assert float(rows[0]["select_seconds"]) == 0 and all(float(r["select_seconds"]) > 0 for r in rows[1:4])
+    settings = json.loads((finished / "simulation.json").read_text())
+    assert settings["n_classes"] == 8 and settings["n_items"] == 197 and settings["n_test"] == 80
+
+
+def test_every_round_is_a_real_store_round_with_a_recorded_selection(finished):
+    for strategy in ("aloe", "random"):
+        store = open_store(finished / strategy / "seed-1" / "store.zarr")
+        assert store.rounds() == [0, 1, 2, 3]
+        assert all(store.selections(t) for t in range(3))
+        ledger = Ledger(finished / strategy / "seed-1" / "ledger.csv")
+        for t in range(4):
+            labels = ledger.labels(up_to_round=t)
+            r = store.round(t)
+            assert sorted(store.ids[r.labeled_positions]) == sorted(labels)
+            assert sorted(r.class_names) == sorted(set(labels.values()))
+
+
+@pytest.mark.parametrize(("strategy", "seed"), [("aloe", 0), ("random", 1)])
+def test_metric_values_match_an_independent_computation(finished, pool_npz, strategy, seed):
+    data = np.load(pool_npz)
+    classes = data["classes"]
+    truth = dict(zip(data["ids"], classes[data["labels"]], strict=True))
+    test_labels = classes[data["test_labels"]]
+    ledger = Ledger(finished / strategy / f"seed-{seed}" / "ledger.csv")
+    store = open_store(finished / strategy / f"seed-{seed}" / "store.zarr")
+    _, rows = read_rows(finished / "metrics.csv")
+    mine = [r for r in rows if r["strategy"] == strategy and int(r["seed"]) == seed]
+    seen: set[str] = set()
+    for t, row in enumerate(mine):
+        labels = ledger.labels(up_to_round=t)
+        assert all(truth[i] == label for i, label in labels.items())  # the oracle told the truth
+        batch = {e.label for e in ledger.entries() if e.round == t}
+        assert int(row["n_labeled"]) == len(labels)
+        assert int(row["n_classes_discovered"]) == len(set(labels.values()))
+        assert int(row["n_new_classes_in_batch"]) == len(batch - seen)
+        seen |= set(labels.values())
+        # the round's head, refit from its labeled set, reproduces the round's stored pool logits
+        r = store.round(t)
+        head = fit_linear_head(data["features"][r.labeled_positions], r.labeled_classes, r.n_classes, seed=seed,
+                               epochs=20)
+        pool_logits = head_logits(head, data["features"])
+        np.testing.assert_allclose(pool_logits, r.logits(), rtol=1e-3, atol=1e-3)
+        predicted = np.array(r.class_names)[head_logits(head, data["test_features"]).argmax(1)]
+        recalls = recall_score(test_labels, predicted, labels=classes, average=None, zero_division=0)
+        known = np.isin(classes, r.class_names)
+        assert float(row["balanced_accuracy"]) == pytest.approx(recalls.mean(), abs=1e-5)
+        assert float(row["known_balanced_accuracy"]) == pytest.approx(recalls[known].mean(), abs=1e-5)
+
+
+def _run_state(out, strategy="aloe", seed=1):
+    """A run's ledger and metrics rows (without the timings, which differ between runs)."""
+    run = out / strategy / f"seed-{seed}"
+    _, rows = read_rows(run / "metrics.csv")
+    return (run / "ledger.csv").read_text(), [{k: v for k, v in r.items() if k != "select_seconds"} for r in rows]
+
+
+ONE_RUN = ["--strategy", "aloe", "--budget", "5", "--seeds", "1", "--epochs", "20", "--quiet"]
+
+
+def test_more_rounds_extend_and_match_an_uninterrupted_run(pool_npz, finished, tmp_path):
+    out = tmp_path / "run"
+    assert run_cli(simulate_command, ["--features", str(pool_npz), "--out", str(out), *ONE_RUN, "--rounds", "1"]) == 0
+    assert len(open_store(out / "aloe" / "seed-1" / "store.zarr").rounds()) == 2
+    assert run_cli(simulate_command, ["--features", str(pool_npz), "--out", str(out), *ONE_RUN, "--rounds", "3"]) == 0
+    assert _run_state(out) == _run_state(finished)
+
+
+def test_a_killed_simulation_resumes_where_it_stopped(pool_npz, finished, tmp_path):
+    out = tmp_path / "run"
+    argv = ["--features", str(pool_npz), "--out", str(out), *ONE_RUN, "--rounds", "3"]
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    process = subprocess.Popen([sys.executable, "-c", "from aloe.cli import main; main()", "simulate", *argv],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ledger = Ledger(out / "aloe" / "seed-1" / "ledger.csv")
+    deadline = time.monotonic() + 60
+    while (ledger.last_round() or 0) < 2 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert ledger.last_round() == 2 and not (out / "metrics.csv").exists(), "not killed mid-run"
+    assert run_cli(simulate_command, argv) == 0
+    assert _run_state(out) == _run_state(finished)
+
+
+def test_a_rerun_with_other_settings_is_refused(pool_npz, finished, capsys):
+    assert simulate(pool_npz, finished, "--initial", "7") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "use another --out" in err
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
+    np.savez(tmp_path / "nolabels.npz", features=np.zeros((4, 2)))
+    assert run_cli(simulate_command, ["--features", str(tmp_path / "nolabels.npz"), "--out", str(tmp_path / "o")]) == 2
+    assert "missing array(s) ['labels']" in capsys.readouterr().err
+    assert run_cli(simulate_command, ["--features", "missing.npz", "--out", str(tmp_path / "o")]) == 2
+    assert "features file not found" in capsys.readouterr().err
+    assert run_cli(simulate_command, ["--features", "x.npz", "--out", "o", "--seeds", "a"]) == 2
