@@ -25,7 +25,7 @@ def _first_nonfinite(name: str, array: np.ndarray, ids: np.ndarray) -> None:
             bad_rows += int(bad.sum())
     if bad_rows:
         raise AloeError(
-            f"{name} hold NaN or inf in {bad_rows} row(s); first: row {first} (id {ids[first]!r})"
+            f"{name} hold NaN or inf in {bad_rows} row(s); first: row {first} (id {str(ids[first])!r})"
         )
 
 

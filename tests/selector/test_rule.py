@@ -1,0 +1,80 @@
+"""The ALOE rule exactly as DESIGN.md section 3 states it, checked against a plain re-implementation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import build_view
+
+from aloe.selector.config import SelectParams
+from aloe.selector.rule import most_ood_member, rank_clusters, select_aloe, select_kmeans, select_ood
+from aloe.selector.view import RoundView
+
+
+def _naive_aloe_batch(clusters, scores, flagged, unlabeled, budget):
+    """Loop over clusters: (ratio desc, mean o desc, id asc); each gives its highest-o member."""
+    table = []
+    for c in np.unique(clusters[unlabeled]):
+        members = unlabeled[clusters[unlabeled] == c]
+        ratio = flagged[members].sum() / len(members)
+        best = min(members, key=lambda p: (-scores[p], p))
+        table.append((-ratio, -scores[members].astype(np.float64).mean(), c, best))
+    table.sort()
+    batch = [row[3] for row in table[:budget]]
+    rest = sorted((p for p in unlabeled if p not in batch), key=lambda p: (-scores[p], p))
+    return np.array(batch + rest[: budget - len(batch)])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("budget", [5, 20])
+def test_aloe_batch_is_the_rule_applied_to_its_own_record(seed, budget):
+    view, _ = build_view(seed=seed)
+    selection = select_aloe(view, budget, seed, SelectParams())
+    assert selection.k == min(len(view.unlabeled_positions), 2 * max(budget, view.n_classes))
+    assert len(np.unique(selection.clusters[view.unlabeled_positions])) <= selection.k
+    assert (selection.clusters[view.labeled_positions] == -1).all()
+    expected = _naive_aloe_batch(
+        selection.clusters, selection.scores, selection.flagged, view.unlabeled_positions, budget
+    )
+    np.testing.assert_array_equal(selection.positions, expected)
+
+
+def test_k_follows_the_multiplier_and_the_class_count():
+    view, _ = build_view(n_known=6)
+    assert select_aloe(view, 2, 0, SelectParams(multiplier=3)).k == 3 * 6
+    assert select_aloe(view, 10, 0, SelectParams(multiplier=1)).k == 10
+
+
+def test_cluster_ties_break_by_mean_score_then_id():
+    assignment = np.array([0, 0, 1, 1, 2, 2, 3])
+    scores = np.array([1.0, 3.0, 5.0, 5.0, 0.0, 0.0, 9.0])
+    flagged = np.array([1, 0, 1, 0, 1, 0, 0], dtype=bool)  # clusters 0-2 ratio 0.5, cluster 3 ratio 0
+    ratios, ranked = rank_clusters(assignment, scores, flagged, 5)  # cluster 4 is empty
+    np.testing.assert_allclose(ratios, [0.5, 0.5, 0.5, 0.0, 0.0])
+    np.testing.assert_array_equal(ranked, [1, 0, 2, 3])
+    best = most_ood_member(assignment, scores, np.arange(10, 17), 5)
+    np.testing.assert_array_equal(best, [11, 12, 14, 16, -1])
+
+
+def test_fewer_non_empty_clusters_than_budget_fills_by_highest_score():
+    """Three distinct points, each repeated: k-means can only fill three clusters."""
+    rng = np.random.default_rng(0)
+    features = np.repeat(np.eye(3, dtype=np.float32) + 1, 20, axis=0)
+    logits = rng.standard_normal((60, 2)).astype(np.float32)
+    view = RoundView([f"i{i}" for i in range(60)], features, logits, [0, 20], [0, 1], ["a", "b"])
+    selection = select_aloe(view, 5, 0, SelectParams(backend="torch"))
+    assert any("filled 2 by highest o" in note for note in selection.notes)
+    assert len(np.unique(selection.positions)) == 5
+    expected = _naive_aloe_batch(
+        selection.clusters, selection.scores, selection.flagged, view.unlabeled_positions, 5
+    )
+    np.testing.assert_array_equal(selection.positions, expected)
+
+
+def test_ood_takes_the_top_scores_and_kmeans_the_centroid_nearest_members(small_view):
+    ood = select_ood(small_view, 7, 0, SelectParams())
+    unlabeled = small_view.unlabeled_positions
+    top = unlabeled[np.argsort(-ood.scores[unlabeled], kind="stable")[:7]]
+    np.testing.assert_array_equal(np.sort(ood.positions), np.sort(top))
+    km = select_kmeans(small_view, 7, 0, SelectParams())
+    assert km.k == 7 and sorted(np.unique(km.chosen_clusters)) == list(range(7))

@@ -1,0 +1,124 @@
+"""OOD scores: GradNorm against autograd, orientation properties, knn against brute force, fallback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from aloe.errors import AloeError
+from aloe.selector.scores import LOGIT_SCORES, compute_scores, energy, gradnorm, knn_scores, maxlogit, msp
+from aloe.selector.view import RoundView
+
+
+def _autograd_gradnorm(head: torch.nn.Linear, features: torch.Tensor) -> torch.Tensor:
+    """Huang et al. (2021): per example, L1 norm of d KL(uniform || softmax(head(h))) / d weight."""
+    norms = []
+    for h in features:
+        head.zero_grad()
+        log_probs = torch.log_softmax(head(h[None]), dim=1)
+        uniform = torch.full_like(log_probs, 1.0 / head.out_features)
+        torch.nn.functional.kl_div(log_probs, uniform, reduction="sum").backward()
+        norms.append(head.weight.grad.abs().sum())
+    return torch.stack(norms)
+
+
+@pytest.mark.parametrize("n_classes", [2, 5, 17])
+def test_gradnorm_is_minus_the_autograd_l1_weight_gradient(n_classes):
+    torch.manual_seed(n_classes)
+    head = torch.nn.Linear(24, n_classes).double()
+    features = torch.randn(40, 24, dtype=torch.float64) * torch.rand(40, 1, dtype=torch.float64) * 3
+    expected = _autograd_gradnorm(head, features)
+    with torch.no_grad():
+        closed = gradnorm(features, head(features)).double()
+    torch.testing.assert_close(closed, -expected, rtol=1e-5, atol=1e-6)
+
+
+def test_gradnorm_differs_from_design_formula_only_by_the_factor_c():
+    torch.manual_seed(0)
+    h, z = torch.randn(8, 6), torch.randn(8, 4)
+    design = -(h.abs().sum(1) * (4 * torch.softmax(z, 1) - 1).abs().sum(1))
+    torch.testing.assert_close(gradnorm(h, z) * 4, design)
+
+
+finite = st.floats(-20, 20, allow_nan=False, width=32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float32, (6, 5), elements=finite), st.floats(0.125, 10, width=32))
+def test_adding_confidence_lowers_every_logit_score(logits, boost):
+    """Raising an item's top logit makes it look more known: no score may go up."""
+    features = torch.ones(6, 3)
+    z = torch.from_numpy(logits.copy())
+    top = z.argmax(dim=1)
+    z2 = z.clone()
+    z2[torch.arange(6), top] += boost
+    for name, function in LOGIT_SCORES.items():
+        assert (function(features, z2) <= function(features, z) + 1e-5).all(), name
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(np.float32, (6, 4), elements=finite), st.floats(1.5, 10, width=32))
+def test_larger_features_look_more_known_under_gradnorm(logits, scale):
+    z = torch.from_numpy(logits.copy())
+    h = torch.ones(6, 3)
+    assert (gradnorm(h * scale, z) <= gradnorm(h, z) + 1e-6).all()
+
+
+def test_uniform_logits_are_the_most_unknown():
+    z = torch.tensor([[0.0, 0.0, 0.0], [5.0, 0.0, 0.0]])
+    h = torch.ones(2, 4)
+    for function in (gradnorm, energy, msp, maxlogit):
+        scores = function(h, z)
+        assert scores[0] > scores[1]
+    assert gradnorm(h, z)[0] == 0.0
+
+
+def test_knn_matches_brute_force_with_leave_one_out_and_blocks():
+    rng = np.random.default_rng(0)
+    features = rng.standard_normal((50, 8)).astype(np.float32)
+    labeled = np.array([3, 7, 20, 41])
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    dist = np.linalg.norm(unit[:, None, :] - unit[None, labeled, :], axis=2)
+    for k in (1, 2):
+        expected = np.sort(dist, axis=1)[:, k - 1]
+        for i, p in enumerate(labeled):  # leave-one-out: drop the item itself
+            expected[p] = np.sort(np.delete(dist[p], i))[k - 1]
+        got = knn_scores(features, labeled, k=k, block_rows=7)
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_knn_with_one_labeled_item_and_none():
+    features = np.eye(4, dtype=np.float32)
+    scores = knn_scores(features, np.array([0]))
+    assert scores[0] == 0.0 and np.allclose(scores[1:], np.sqrt(2), atol=1e-5)
+    with pytest.raises(AloeError, match="at least one labeled"):
+        knn_scores(features, np.array([], dtype=np.int64))
+
+
+def _view(n_classes: int) -> RoundView:
+    rng = np.random.default_rng(1)
+    n = 30
+    return RoundView(
+        ids=[f"i{i}" for i in range(n)],
+        features=rng.standard_normal((n, 5)),
+        logits=rng.standard_normal((n, n_classes)),
+        labeled_positions=[0, 1, 2],
+        labeled_classes=[0, 0, 0],
+        class_names=[f"c{i}" for i in range(n_classes)],
+    )
+
+
+def test_blocked_scores_equal_one_block_and_fallback_is_recorded():
+    view = _view(3)
+    whole = compute_scores(view, "energy", block_rows=1000)
+    blocked = compute_scores(view, "energy", block_rows=4)
+    np.testing.assert_allclose(whole.scores, blocked.scores, rtol=1e-6)
+    assert whole.name == "energy" and not whole.notes
+    fallback = compute_scores(_view(1), "gradnorm")
+    assert fallback.name == "knn" and "knn" in fallback.notes[0]
+    with pytest.raises(AloeError, match="unknown score"):
+        compute_scores(view, "odin")
