@@ -6,6 +6,7 @@ Layout of a simulation directory ``DIR``::
     metrics.csv                  every run's rows (see :mod:`aloe.loop.metrics`)
     <strategy>/seed-<s>/
         store.zarr               a real store: round t = the linear head on all labels of rounds <= t
+        batch-<t>.csv            the batch selected on round t (aloe-select's CSV)
         ledger.csv               the run's labels ledger (round 0: the initial random set)
         metrics.csv              this run's rows
 
@@ -156,10 +157,12 @@ class Run:
     def ensure_batch(self, t: int) -> float:
         """Select on round ``t`` (unless recorded), and put the oracle's answers in ledger round ``t+1``.
 
+        The batch CSV (as ``aloe-select`` writes it) goes to ``batch-<t>.csv`` in the run's directory.
         Returns the selection's seconds.
         """
         s = self.settings
-        ids, seconds = select_batch(self.store, t, self.strategy, s.budget, self.seed, s.select)
+        ids, seconds = select_batch(self.store.path, t, self.strategy, s.budget, self.seed, s.select,
+                                    self.dir / f"batch-{t:04d}.csv")
         if self.ledger.last_round() <= t:
             positions = self.store.position_of(ids)
             self.ledger.append(self.pool.oracle(positions), t + 1, f"oracle:{self.strategy}")

@@ -57,7 +57,8 @@ def test_every_round_is_a_real_store_round_with_a_recorded_selection(finished):
     for strategy in ("aloe", "random"):
         store = open_store(finished / strategy / "seed-1" / "store.zarr")
         assert store.rounds() == [0, 1, 2, 3]
-        assert all(store.selections(t) for t in range(3))
+        assert all(store.selections(t) for t in range(3)) and not store.selections(3)
+        assert all((finished / strategy / "seed-1" / f"batch-{t:04d}.csv").is_file() for t in range(3))
         ledger = Ledger(finished / strategy / "seed-1" / "ledger.csv")
         for t in range(4):
             labels = ledger.labels(up_to_round=t)
