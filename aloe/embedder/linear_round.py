@@ -232,16 +232,16 @@ def embed_from_features(
     """
     from aloe.store import create_store, open_store
 
+    labels = read_labels(labels_csv)
     store_path = Path(store_path)
     if store_path.exists():
         store = open_store(store_path, mode="a")
     else:
         ids, _ = load_features_npz(npz_path)
+        check_known_ids(labels, ids, str(labels_csv))
         store = create_store(store_path, ids, meta={"source": "features", "npz": Path(npz_path).name})
-    cache = import_features_npz(store, npz_path)
-
-    labels = read_labels(labels_csv)
     check_known_ids(labels, store.ids, str(labels_csv))
+    cache = import_features_npz(store, npz_path)
     names, classes = class_indices(labels.values())
     positions = store.position_of(list(labels.keys()))
 
