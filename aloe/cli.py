@@ -8,7 +8,7 @@ import click
 
 from aloe import __version__
 from aloe.internal.cli import exit_with
-from aloe.loop.cli import labels_group, report_command, simulate_command
+from aloe.loop.cli import demo_command, labels_group, report_command, simulate_command
 from aloe.store.cli import store_group
 
 
@@ -27,6 +27,7 @@ cli.add_command(store_group)
 cli.add_command(labels_group)
 cli.add_command(simulate_command)
 cli.add_command(report_command)
+cli.add_command(demo_command)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

