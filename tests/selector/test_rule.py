@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import build_view
+from selector_helpers import build_view
 
 from aloe.selector.config import SelectParams
 from aloe.selector.rule import most_ood_member, rank_clusters, select_aloe, select_kmeans, select_ood

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import build_view
+from selector_helpers import build_view
 
 from aloe.errors import AloeError
 from aloe.selector.baselines import select_badge, select_coreset
