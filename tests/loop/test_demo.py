@@ -1,0 +1,86 @@
+"""``aloe simulate --config`` and ``aloe demo`` through the embedder, on a tiny image pool and backbone."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from aloe.cli import cli
+from aloe.internal.cli import run_cli
+from aloe.store import open_store
+
+TINY_VIT = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
+    "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1},
+}
+CLASSES = {"red": ((200, 30, 30), 12), "green": ((30, 200, 30), 6), "blue": ((30, 30, 200), 4)}
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    """A long-tailed manifest of noisy colour squares (one file broken) and a linear-mode config."""
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    rows = [("id", "path", "label")]
+    for name, (colour, count) in CLASSES.items():
+        for i in range(count):
+            pixels = np.clip(np.array(colour) + rng.normal(0, 25, (24, 24, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / f"{name}{i}.png")
+            rows.append((f"{name}-{i}", f"{name}{i}.png", name))
+    (root / "broken.png").write_bytes(b"\x89PNG truncated")
+    rows.append(("broken", "broken.png", "red"))
+    with (root / "manifest.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    cfg = {
+        "backbone": {"kind": "open_clip", "model": "ViT-B-32", "pretrained": None, "architecture": TINY_VIT},
+        "data": {"kind": "manifest", "path": str(root / "manifest.csv")},
+        "mode": "linear",
+        "linear": {"epochs": 10},
+        "pool": {"batch_size": 8, "workers": 0, "chunk_rows": 8},
+        "device": "cpu",
+    }
+    path = root / "embed.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+ARGS = ["--budget", "2", "--rounds", "2", "--seeds", "0,1", "--quiet"]
+
+
+def test_simulate_from_a_config_embeds_once_and_leaves_out_unreadable_images(config, tmp_path, capsys):
+    out = tmp_path / "sim"
+    assert run_cli(cli, ["simulate", "--config", str(config), "--out", str(out), *ARGS]) == 0
+    features = open_store(out / "features.zarr")
+    assert "broken" in features.ids.tolist()
+    run = open_store(out / "aloe" / "seed-0" / "store.zarr")
+    assert "broken" not in run.ids.tolist() and run.rounds() == [0, 1, 2]
+    assert run.round(0).provenance["head"]["epochs"] == 10  # the config's head settings
+    cache = sorted((out / "features.zarr" / "cache").iterdir())
+    stamp = [p.stat().st_mtime_ns for p in cache]
+    assert run_cli(cli, ["simulate", "--config", str(config), "--out", str(out), *ARGS, "--rounds", "3"]) == 0
+    assert [p.stat().st_mtime_ns for p in sorted((out / "features.zarr" / "cache").iterdir())] == stamp
+    assert open_store(out / "random" / "seed-1" / "store.zarr").rounds() == [0, 1, 2, 3]
+
+
+def test_demo_ends_with_the_report_and_a_one_line_result(config, tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert run_cli(cli, ["demo", "--config", str(config), "--out", str(out), *ARGS]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-2] == f"report: {out / 'report.md'}"
+    assert lines[-1].startswith("classes discovered at 6 labels: aloe ") and ", random " in lines[-1]
+    assert lines[-1].endswith("/3")
+    assert (out / "discovery.png").is_file() and "offline MNIST-LT" in (out / "report.md").read_text()
+
+
+def test_config_in_finetune_mode_and_missing_pool_are_refused(config, tmp_path, capsys):
+    finetune = tmp_path / "finetune.yaml"
+    finetune.write_text(config.read_text().replace("mode: linear", "mode: finetune"))
+    assert run_cli(cli, ["simulate", "--config", str(finetune), "--out", str(tmp_path / "o")]) == 2
+    assert "set mode: linear" in capsys.readouterr().err
+    assert run_cli(cli, ["simulate", "--out", str(tmp_path / "o")]) == 2
+    assert "either --config" in capsys.readouterr().err
