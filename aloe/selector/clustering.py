@@ -143,7 +143,7 @@ def torch_kmeans(
 
 
 def kmeans(
-    x: np.ndarray,
+    x: np.ndarray | torch.Tensor,
     k: int,
     *,
     seed: int = 0,
@@ -151,12 +151,13 @@ def kmeans(
     backend: str = "auto",
     max_points_per_centroid: int | None = None,
 ) -> KMeansResult:
-    """Cluster the rows of ``x`` (float32 ``n x D``) into ``k`` clusters.
+    """Cluster the rows of ``x`` into ``k`` clusters.
 
     Parameters
     ----------
     x
-        Training points; also the points assigned.
+        Training points (float32 ``n x D``; a torch tensor stays on its device for the torch
+        backend); also the points assigned.
     k
         Number of clusters, ``1 <= k <= n``.
     seed, niter
@@ -170,7 +171,10 @@ def kmeans(
 
     Warns :class:`FewPointsPerClusterWarning` (and adds a note) below 39 points per cluster.
     """
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    if torch.is_tensor(x) and resolve_backend(backend) == "faiss":
+        x = x.cpu().numpy()
+    if not torch.is_tensor(x):
+        x = np.ascontiguousarray(x, dtype=np.float32)
     n = len(x)
     if not 1 <= k <= n:
         raise AloeError(f"k-means needs 1 <= k <= n points, got k={k} for n={n}")
@@ -185,12 +189,12 @@ def kmeans(
     if resolve_backend(backend) == "faiss":
         centroids, assignment, sq_distance, name = _faiss_kmeans(x, k, niter, seed, max_points_per_centroid)
     else:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = x.device if torch.is_tensor(x) else ("cuda" if torch.cuda.is_available() else "cpu")
         result = torch_kmeans(
             x, k, niter=niter, seed=seed, device=device, max_points_per_centroid=max_points_per_centroid
         )
         centroids, assignment, sq_distance = (t.cpu().numpy() for t in result)
-        name = f"torch-{device}"
+        name = f"torch-{torch.device(device).type}"
     return KMeansResult(
         centroids=centroids,
         assignment=assignment.astype(np.int64),

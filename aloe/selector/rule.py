@@ -6,10 +6,11 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
-from aloe.selector.clustering import KMeansResult, kmeans
+from aloe.selector.clustering import KMeansResult, kmeans, resolve_backend
 from aloe.selector.config import SelectParams
-from aloe.selector.scores import compute_scores, unit_rows
+from aloe.selector.scores import compute_scores
 from aloe.selector.selection import Selection
 from aloe.selector.threshold import ood_threshold
 from aloe.selector.view import RoundView
@@ -46,20 +47,42 @@ def top_positions(values: np.ndarray, positions: np.ndarray, count: int) -> np.n
 
 
 def cluster_input(view: RoundView, positions: np.ndarray, normalize: bool) -> np.ndarray:
-    """Features of ``positions`` as one contiguous float32 array, L2-normalized when asked (blocked)."""
+    """Features of ``positions`` as one contiguous float32 array, L2-normalized when asked.
+
+    Gathered and normalized in place block by block: the only full-size allocation is the output.
+    """
     out = np.empty((len(positions), view.features.shape[1]), dtype=np.float32)
     for start in range(0, len(positions), _PREPARE_ROWS):
-        block = view.features[positions[start : start + _PREPARE_ROWS]]
-        out[start : start + len(block)] = unit_rows(block) if normalize else block
+        block = out[start : start + _PREPARE_ROWS]
+        np.take(view.features, positions[start : start + _PREPARE_ROWS], axis=0, out=block)
+        if normalize:
+            norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+            block /= np.maximum(norms, np.float32(1e-12))[:, None]
+    return out
+
+
+def cuda_cluster_input(view: RoundView, positions: np.ndarray, normalize: bool) -> torch.Tensor:
+    """Like :func:`cluster_input`, but built block by block straight into CUDA memory (no host copy)."""
+    out = torch.empty((len(positions), view.features.shape[1]), dtype=torch.float32, device="cuda")
+    for start in range(0, len(positions), _PREPARE_ROWS):
+        block = torch.from_numpy(view.features[positions[start : start + _PREPARE_ROWS]]).to("cuda")
+        out[start : start + len(block)] = torch.nn.functional.normalize(block, dim=1) if normalize else block
     return out
 
 
 def cluster_unlabeled(
     view: RoundView, k: int, seed: int, params: SelectParams, timings: dict[str, float]
 ) -> KMeansResult:
-    """Step 3's k-means over the unlabeled items' (normalized) features; adds its timings."""
+    """Step 3's k-means over the unlabeled items' (normalized) features; adds its timings.
+
+    For the torch backend on CUDA the input goes to the GPU block by block; otherwise it is one
+    contiguous host array (FAISS needs one): a copy of the unlabeled rows beside the view's features.
+    """
     started = time.perf_counter()
-    x = cluster_input(view, view.unlabeled_positions, params.normalize)
+    if resolve_backend(params.backend) == "torch" and torch.cuda.is_available():
+        x = cuda_cluster_input(view, view.unlabeled_positions, params.normalize)
+    else:
+        x = cluster_input(view, view.unlabeled_positions, params.normalize)
     prepared = time.perf_counter()
     result = kmeans(
         x,

@@ -34,7 +34,7 @@ def gradnorm(features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """
     probs = torch.softmax(logits.float(), dim=1)
     spread = (probs - 1.0 / logits.shape[1]).abs().sum(dim=1)
-    return -(features.float().abs().sum(dim=1) * spread)
+    return -(torch.linalg.vector_norm(features.float(), ord=1, dim=1) * spread)
 
 
 def energy(features: torch.Tensor, logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
