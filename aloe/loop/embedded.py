@@ -14,7 +14,7 @@ import numpy as np
 
 from aloe.config import load_config
 from aloe.errors import AloeError
-from aloe.loop.oracle import OraclePool, file_digest, make_oracle_pool
+from aloe.loop.oracle import OraclePool, make_oracle_pool
 
 FEATURES_STORE = "features.zarr"
 
@@ -51,7 +51,6 @@ def load_config_pool(config_path: str | Path, out: str | Path, quiet: bool = Fal
         split_seed=cfg.seed,
         description={
             "config": str(config_path),
-            "config_sha256_16": file_digest(config_path),
             "dataset": source.name,
             "feature_cache": cache_key(backbone),
             "unreadable_items": len(skipped),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aloe.embedder.linear_round import npz_digest
 from aloe.errors import AloeError
 
 TEST_FRACTION = 0.2
@@ -96,15 +97,15 @@ def make_oracle_pool(
         description["test_split"] = "given"
     if len(test_labels) == 0:
         raise AloeError(f"{source}: the test split is empty (no class has two items)")
+    description["labels_sha256_16"] = _labels_digest(ids, labels, test_labels)
     return OraclePool(ids, features, labels, test_features, test_labels, description)
 
 
-def file_digest(path: Path) -> str:
-    """sha256 of a file's content, first 16 hex digits."""
+def _labels_digest(ids: np.ndarray, labels: np.ndarray, test_labels: np.ndarray) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
+    for part in (ids, labels, test_labels):
+        digest.update("\n".join(part.tolist()).encode())
+        digest.update(b"\0")
     return digest.hexdigest()[:16]
 
 
@@ -142,6 +143,6 @@ def load_npz_pool(path: str | Path, split_seed: int = 0) -> OraclePool:
         arrays.get("test_features"),
         None if test_labels is None else _names(test_labels, classes, "test_labels", str(path)),
         split_seed,
-        {"features": str(path), "sha256_16": file_digest(path)},
+        {"features": str(path), "sha256_16": npz_digest(path)},
         str(path),
     )

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from aloe.config import StrictModel
 from aloe.embedder.config import LinearHeadConfig
@@ -37,6 +37,7 @@ from aloe.loop.oracle import OraclePool
 from aloe.loop.report import SETTINGS_NAME
 from aloe.loop.selection import select_batch
 from aloe.selector.config import SelectParams
+from aloe.selector.strategies import STRATEGIES
 from aloe.store import create_store, open_store
 
 STORE_NAME = "store.zarr"
@@ -53,6 +54,14 @@ class SimulationSettings(StrictModel):
     select: SelectParams = SelectParams()
     head: LinearHeadConfig = LinearHeadConfig()
 
+    @field_validator("strategies")
+    @classmethod
+    def _known_strategies(cls, names: list[str]) -> list[str]:
+        unknown = [name for name in names if name not in STRATEGIES]
+        if unknown:
+            raise ValueError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}")
+        return list(dict.fromkeys(names))
+
     @property
     def n_initial(self) -> int:
         """Random labels before round 1 (default: one budget)."""
@@ -63,7 +72,11 @@ class SimulationSettings(StrictModel):
         return self.model_dump(exclude={"strategies", "seeds", "rounds"}) | {"initial": self.n_initial}
 
 
+WHERE_KEYS = ("config", "features")  # where the pool came from: may differ between runs
+
+
 def _check_or_write_settings(out: Path, settings: SimulationSettings, pool: OraclePool) -> None:
+    """Write ``simulation.json``; refuse to continue a directory made with other settings or pool."""
     record = {
         "resume_key": settings.resume_key(),
         "pool": pool.description,
@@ -75,14 +88,21 @@ def _check_or_write_settings(out: Path, settings: SimulationSettings, pool: Orac
     if path.is_file():
         before = json.loads(path.read_text())
         for key in ("resume_key", "pool", "n_items", "n_classes"):
-            if before.get(key) != record[key]:
+            old, new = before.get(key), record[key]
+            if key == "pool":
+                old, new = ({k: v for k, v in d.items() if k not in WHERE_KEYS} for d in (old or {}, new))
+            if old != new:
                 raise AloeError(
                     f"{out} holds a simulation with other {key.replace('_', ' ')} "
-                    f"({before.get(key)} vs {record[key]}); use another --out to start a new one"
+                    f"({old} vs {new}); use another --out to start a new one"
                 )
+    else:
+        before = {}
     out.mkdir(parents=True, exist_ok=True)
-    shown = {**record, "strategies": settings.strategies, "seeds": settings.seeds, "rounds": settings.rounds}
-    path.write_text(json.dumps(shown, indent=2) + "\n")
+    record["strategies"] = list(dict.fromkeys([*before.get("strategies", []), *settings.strategies]))
+    record["seeds"] = sorted({*before.get("seeds", []), *settings.seeds})
+    record["rounds"] = max(before.get("rounds", 0), settings.rounds)
+    path.write_text(json.dumps(record, indent=2) + "\n")
 
 
 class Run:

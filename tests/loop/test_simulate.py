@@ -147,3 +147,9 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     assert run_cli(simulate_command, ["--features", "missing.npz", "--out", str(tmp_path / "o")]) == 2
     assert "features file not found" in capsys.readouterr().err
     assert run_cli(simulate_command, ["--features", "x.npz", "--out", "o", "--seeds", "a"]) == 2
+
+
+def test_unknown_strategies_are_refused_before_any_work(pool_npz, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert run_cli(simulate_command, ["--features", str(pool_npz), "--out", str(out), "--strategy", "nope"]) == 2
+    assert "unknown strategy 'nope'" in capsys.readouterr().err and not out.exists()
