@@ -1,0 +1,78 @@
+"""``aloe-embed``: help, label errors (one line, exit 2, nothing written), flags over the config."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+
+from aloe.embedder.cli import command
+from aloe.internal.cli import run_cli
+from aloe.store import open_store
+
+
+@pytest.fixture
+def config(tmp_path, tiny_clip, pool_manifest):
+    path = tmp_path / "embed.yaml"
+    path.write_text(yaml.safe_dump({
+        "backbone": tiny_clip, "data": {"kind": "manifest", "path": str(pool_manifest)}, "mode": "finetune",
+        "finetune": {"epochs": 1, "batch_size": 8}, "pool": {"batch_size": 8, "workers": 0}, "device": "cpu",
+    }))
+    return path
+
+
+def _run(capsys, *args):
+    code = run_cli(command, [str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_teaches(capsys):
+    code, out, _ = _run(capsys, "--help")
+    assert code == 0
+    for words in ("--from-features", "finetune", "linear", "Examples", "offline-default.yaml", "aloe-select"):
+        assert words in out
+
+
+@pytest.mark.parametrize("rows, message", [
+    ("nope-1,red\nred-0,red\nnope-2,blue\n", "2 ids not in the pool: 'nope-1', 'nope-2'"),
+    ("red-0,red\nred-0,blue\n", "two different labels: 'red-0'"),
+])
+def test_bad_labels_are_one_line_errors_and_nothing_is_written(tmp_path, capsys, config, rows, message):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\n" + rows)
+    store = tmp_path / "pool.zarr"
+    code, out, err = _run(capsys, "--config", config, "--store", store, "--labels", labels, "--quiet")
+    assert code == 2 and message in err and err.startswith("error: ") and err.count("\n") == 1
+    assert not store.exists()
+
+
+def test_flags_override_the_config_and_the_round_is_written(tmp_path, capsys, config):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\nred-0,red\nblue-0,blue\n")
+    store = tmp_path / "pool.zarr"
+    code, out, _ = _run(capsys, "--config", config, "--store", store, "--labels", labels, "--mode", "linear",
+                        "--seed", 4, "--round", 2, "--quiet")
+    assert code == 0 and "round 2 written" in out and "mode linear" in out
+    provenance = open_store(store).round(2).provenance
+    assert provenance["mode"] == "linear" and provenance["seed"] == 4 and provenance["device"] == "cpu"
+
+
+def test_from_features_writes_a_linear_round(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    ids = np.array([f"item-{i}" for i in range(30)])
+    np.savez(tmp_path / "pool.npz", ids=ids, features=rng.normal(size=(30, 8)).astype(np.float32))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\nitem-0,a\nitem-1,b\n")
+    store = tmp_path / "pool.zarr"
+    code, out, _ = _run(capsys, "--from-features", tmp_path / "pool.npz", "--store", store, "--labels", labels)
+    assert code == 0 and "round 0 written" in out
+    assert open_store(store).round(0).logits().shape == (30, 2)
+    code, _, err = _run(capsys, "--from-features", tmp_path / "pool.npz", "--store", store, "--labels", labels,
+                        "--mode", "finetune")
+    assert code == 2 and "linear head only" in err
+
+
+def test_missing_config_is_a_usage_error(tmp_path, capsys):
+    code, _, err = _run(capsys, "--store", tmp_path / "s.zarr", "--labels", tmp_path / "l.csv")
+    assert code == 2 and "--config is required" in err
