@@ -140,7 +140,11 @@ def _cached_tag_file(tag_cfg: dict[str, Any]) -> str | None:
 
 
 def _open_clip_weights(cfg: OpenClipConfig) -> tuple[str | None, bool]:
-    """The ``pretrained`` argument for open_clip and whether to force QuickGELU."""
+    """The ``pretrained`` argument for open_clip and whether to force QuickGELU (as the tag was trained).
+
+    A tag is fetched only when the hub answers within seconds; offline, a copy already in the Hugging
+    Face cache is used, else the error says to pass a local file (instead of a minute of retries).
+    """
     import open_clip
 
     if cfg.pretrained is None:
@@ -155,8 +159,9 @@ def _open_clip_weights(cfg: OpenClipConfig) -> tuple[str | None, bool]:
             f"open_clip pretrained {cfg.pretrained!r} is neither a file nor a tag of {cfg.model} "
             f"(tags: {', '.join(tags[:5]) or 'none'}{'...' if len(tags) > 5 else ''})"
         )
+    quick_gelu = cfg.quick_gelu or bool(tag_cfg.get("quick_gelu", False))
     if _hub_reachable():
-        return cfg.pretrained, cfg.quick_gelu
+        return cfg.pretrained, quick_gelu
     cached = _cached_tag_file(tag_cfg)
     if cached is None:
         raise AloeError(
@@ -164,7 +169,7 @@ def _open_clip_weights(cfg: OpenClipConfig) -> tuple[str | None, bool]:
             f"reachable (offline); download them on a machine with a network and set "
             f"backbone.pretrained to the local .pt or .safetensors file"
         )
-    return cached, cfg.quick_gelu or bool(tag_cfg.get("quick_gelu", False))
+    return cached, quick_gelu
 
 
 def build_open_clip(cfg: OpenClipConfig) -> Backbone:
