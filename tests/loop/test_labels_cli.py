@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
+from aloe.embedder.linear_round import embed_from_features
 from aloe.internal.cli import run_cli
 from aloe.loop.cli import labels_group
 from aloe.loop.ledger import Ledger
@@ -143,3 +145,18 @@ def test_export_rejects_ids_missing_from_the_manifest(run, capsys):
     code = labels("export-batch", run / "batch.csv", "--out", run / "tasks.json", "--manifest", run / "manifest.csv")
     assert code == 2 and "2 batch ids not in the manifest" in capsys.readouterr().err
     assert not (run / "tasks.json").exists()
+
+
+def test_import_beside_a_store_numbers_the_round_after_its_latest(tmp_path, capsys):
+    ids = np.array([f"i{k}" for k in range(6)])
+    np.savez(tmp_path / "pool.npz", ids=ids, features=np.random.default_rng(0).normal(size=(6, 3)))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "ledger.csv").write_text("id,label\ni0,cat\ni1,dog\n")  # the starting labels
+    store = tmp_path / "run" / "pool.zarr"
+    assert embed_from_features(tmp_path / "pool.npz", tmp_path / "run" / "ledger.csv", store, epochs=1) == 0
+    (tmp_path / "batch.csv").write_text("id,rank,cluster,ood_score,flagged\ni4,1,0,1.0,1\ni5,2,1,0.5,0\n")
+    (tmp_path / "answers.csv").write_text("id,label\ni4,owl\ni5,cat\n")
+    assert labels("import", tmp_path / "answers.csv", "--batch", tmp_path / "batch.csv", "--store", store) == 0
+    assert "(round 1)" in capsys.readouterr().out
+    entries = Ledger(tmp_path / "run" / "ledger.csv").entries()
+    assert [(e.id, e.round) for e in entries] == [("i0", 0), ("i1", 0), ("i4", 1), ("i5", 1)]

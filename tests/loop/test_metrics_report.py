@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 from sklearn.metrics import recall_score
 
+from aloe.cli import cli
 from aloe.errors import AloeError
+from aloe.internal.cli import run_cli
 from aloe.loop.metrics import COLUMNS, balanced_accuracies, read_metrics, write_metrics
 from aloe.loop.report import write_report
 
@@ -82,3 +84,11 @@ def test_report_thresholds_savings_and_plots(tmp_path):
 def test_report_of_a_directory_without_metrics_fails_cleanly(tmp_path):
     with pytest.raises(AloeError, match="metrics file not found"):
         write_report(tmp_path)
+
+
+def test_report_command_writes_into_another_folder(tmp_path, capsys):
+    write_metrics(tmp_path / "metrics.csv", _rows("aloe", 0, [3, 5]) + _rows("random", 0, [2, 4]))
+    assert run_cli(cli, ["report", str(tmp_path), "--out", str(tmp_path / "r"), "--title", "T"]) == 0
+    assert capsys.readouterr().out.strip() == f"report: {tmp_path / 'r' / 'report.md'}"
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert text.startswith("# T\n") and "the 5 classes" in text  # no simulation.json: most discovered

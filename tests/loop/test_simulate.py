@@ -153,3 +153,13 @@ def test_unknown_strategies_are_refused_before_any_work(pool_npz, tmp_path, caps
     out = tmp_path / "o"
     assert run_cli(simulate_command, ["--features", str(pool_npz), "--out", str(out), "--strategy", "nope"]) == 2
     assert "unknown strategy 'nope'" in capsys.readouterr().err and not out.exists()
+
+
+def test_progress_shows_rounds_items_per_second_and_time_left(pool_npz, tmp_path, capsys):
+    argv = ["--features", str(pool_npz), "--out", str(tmp_path / "o"), "--strategy", "random",
+            "--budget", "5", "--rounds", "1", "--seeds", "0", "--epochs", "1"]
+    assert run_cli(simulate_command, argv) == 0
+    err = capsys.readouterr().err
+    assert "random seed 0" in err and "2/2" in err and "items/s" in err and "<00:00" in err
+    assert run_cli(simulate_command, [*argv, "--rounds", "2", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
