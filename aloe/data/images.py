@@ -1,8 +1,7 @@
 """A torch ``Dataset`` over an :class:`~aloe.data.sources.ImageSource`: pixels to model inputs.
 
-An image that cannot be read does not stop the run: its item comes back as a blank input (zeros
-after normalisation, i.e. the mean colour) with the error message, so the caller can skip it in
-training and list it in the round's provenance.
+An image that cannot be read does not stop the run: its item comes back as a black uint8 image with
+the error message, so the caller can skip it in training and list it in the round's provenance.
 """
 
 from __future__ import annotations
@@ -41,5 +40,5 @@ class PoolImages(Dataset):
         try:
             return position, self.transform(self.source.load(position)), ""
         except UNREADABLE as exc:
-            blank = torch.zeros(3, self.image_size, self.image_size)
+            blank = torch.zeros(3, self.image_size, self.image_size, dtype=torch.uint8)
             return position, blank, f"{type(exc).__name__}: {exc}"

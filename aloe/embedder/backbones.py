@@ -1,6 +1,7 @@
 """Pretrained image encoders behind one small interface, :class:`Backbone`.
 
-A backbone maps a batch of preprocessed images ``(B, 3, S, S)`` to features ``(B, D)``; it can be
+A backbone maps a batch of uint8 images ``(B, 3, S, S)`` (resized by the loader, normalised here on
+the model's device) to features ``(B, D)``; it can be
 reset to its pretrained weights (each round starts from them), and it carries a hash of those weights
 for provenance and for keying the frozen-feature cache. Backbones are built from typed configs through
 :func:`build_backbone`; the registry :data:`BUILDERS` maps a config's ``kind`` to its builder:
@@ -87,8 +88,15 @@ class Backbone:
         """Restore the pretrained weights (every round fine-tunes from them)."""
         self.module.load_state_dict(self.pretrained_state)
 
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(B, 3, S, S)`` images (on any device) to the float inputs the module expects."""
+        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
+        return (images.float() / 255.0 - mean) / std
+
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return self.module(images)
+        """Features ``(B, D)`` of uint8 images: normalise, then the module's forward pass."""
+        return self.module(self.normalize(images))
 
     def describe(self) -> dict[str, Any]:
         """Provenance: what the backbone is, where its weights came from, and their hash."""

@@ -101,7 +101,7 @@ def finetune(
                 targets = torch.tensor([class_of[p] for p in batch_positions[keep].tolist()], device=device)
                 optimizer.zero_grad(set_to_none=True)
                 with autocast_for(device):
-                    logits = head(module(images[keep].to(device, non_blocking=True)).float())
+                    logits = head(backbone(images[keep].to(device, non_blocking=True)).float())
                 loss = loss_fn(logits.float(), targets)
                 loss.backward()
                 optimizer.step()

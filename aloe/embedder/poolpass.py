@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from aloe.data.images import PoolImages
 from aloe.data.sources import ImageSource
+from aloe.embedder.backbones import Backbone
 from aloe.embedder.device import autocast_for
 
 Encoder = Callable[[torch.Tensor], tuple[np.ndarray, ...]]
@@ -89,12 +90,12 @@ def run_pool_pass(
     return report
 
 
-def model_encoder(backbone: torch.nn.Module, head: torch.nn.Module | None, device: torch.device) -> Encoder:
-    """An :data:`Encoder` giving ``(features,)``, or ``(features, logits)`` when ``head`` is given.
+def model_encoder(backbone: Backbone, head: torch.nn.Module | None, device: torch.device) -> Encoder:
+    """An :data:`Encoder` of uint8 batches giving ``(features,)``, or ``(features, logits)`` with ``head``.
 
     Runs under inference mode with bf16 autocast on CUDA; outputs are float32 numpy arrays.
     """
-    backbone.eval()
+    backbone.module.eval()
     if head is not None:
         head.eval()
 

@@ -118,7 +118,7 @@ def frozen_cache(store: Store, backbone: Backbone, source: ImageSource, cfg: Emb
         backbone.module.to(device)
         writer = store.begin_cache(key, feature_dim=backbone.feature_dim, meta={"backbone": backbone.describe()},
                                    feature_dtype=cfg.pool.feature_dtype, chunk_rows=cfg.pool.chunk_rows)
-        report = _pass(model_encoder(backbone.module, None, device), source, backbone, writer, cfg, device,
+        report = _pass(model_encoder(backbone, None, device), source, backbone, writer, cfg, device,
                        "frozen features", quiet)
         writer.commit({"skipped": [[p, e] for p, e in sorted(report.skipped.items())]})
         cached = store.cached_features(key)
@@ -183,7 +183,7 @@ def embed_round(cfg: EmbedConfig, store_path: str | Path, labels_path: str | Pat
                                feature_dtype=cfg.pool.feature_dtype, chunk_rows=cfg.pool.chunk_rows,
                                resume_token=state_hash(trained))
     summary.resumed_from = int(writer.rows_done)
-    report = _pass(model_encoder(backbone.module, head, device), source, backbone, writer, cfg, device,
+    report = _pass(model_encoder(backbone, head, device), source, backbone, writer, cfg, device,
                    f"round {t} pool pass", quiet)
     timings["pool_pass"] = report.seconds
     timings["total"] = time.perf_counter() - started

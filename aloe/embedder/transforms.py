@@ -1,4 +1,8 @@
-"""Preprocessing for a backbone: resize to its resolution and normalise; optional augmentation."""
+"""Preprocessing for a backbone on the loader side: resize/crop (and augment) to uint8 tensors.
+
+Normalisation happens on the model's device (:meth:`aloe.embedder.backbones.Backbone.normalize`):
+uint8 batches are a quarter of the bytes to move, and the CPU workers skip the float arithmetic.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +16,12 @@ Augment = Literal["none", "crop", "crop_flip"]
 
 
 def eval_transform(backbone: Backbone) -> T.Compose:
-    """Resize the short side to the backbone's size, centre-crop, convert, normalise."""
+    """Resize the short side to the backbone's size, centre-crop, to a uint8 ``(3, S, S)`` tensor."""
     size = backbone.image_size
     return T.Compose([
         T.Resize(size, interpolation=T.InterpolationMode.BICUBIC),
         T.CenterCrop(size),
-        T.ToTensor(),
-        T.Normalize(backbone.mean, backbone.std),
+        T.PILToTensor(),
     ])
 
 
@@ -31,4 +34,4 @@ def train_transform(backbone: Backbone, augment: Augment) -> T.Compose:
     steps = [T.RandomResizedCrop(size, scale=(0.7, 1.0), interpolation=T.InterpolationMode.BICUBIC)]
     if augment == "crop_flip":
         steps.append(T.RandomHorizontalFlip())
-    return T.Compose([*steps, T.ToTensor(), T.Normalize(backbone.mean, backbone.std)])
+    return T.Compose([*steps, T.PILToTensor()])
