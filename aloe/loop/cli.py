@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import click
 
@@ -18,6 +19,7 @@ from aloe.loop.oracle import load_npz_pool
 from aloe.loop.progress import round_progress
 from aloe.loop.report import write_report
 from aloe.loop.simulate import SimulationSettings, simulate
+from aloe.selector.config import SelectParams
 
 LEDGER_HELP = (
     "The run's labels ledger (an append-only id,label,round,source CSV). "
@@ -180,7 +182,7 @@ def _add_options(command, rounds: int):
                      help="Comma-separated seeds; each seeds the initial set, the head and the selector."),
         click.option("--initial", type=click.IntRange(min=1),
                      help="Random labels before round 1 (round 0). Default: the budget."),
-        click.option("--score", type=click.Choice(["gradnorm", "energy", "msp", "maxlogit", "knn"]),
+        click.option("--score", type=click.Choice(get_args(SelectParams.model_fields["score"].annotation)),
                      help="OOD score (default gradnorm)."),
         click.option("--tpr", type=click.FloatRange(0, 1, min_open=True),
                      help="True-positive rate of the OOD threshold (default 0.95)."),

@@ -159,7 +159,7 @@ def describe_settings(settings: dict) -> str:
         f"Pool: `{source}`{dataset}, {settings.get('n_items')} items in {settings.get('n_classes')} classes; "
         f"test split: {pool.get('test_split')}, {settings.get('n_test')} items. "
         f"Budget {key.get('budget')} per round after {key.get('initial')} random initial labels, "
-        f"{settings.get('rounds')} rounds, seeds {settings.get('seeds')}. "
+        f"up to {settings.get('rounds')} rounds, seeds {settings.get('seeds')}. "
         f"Selector: score {select.get('score')}, tpr {select.get('tpr')}, multiplier {select.get('multiplier')}. "
         f"Each round's linear head: {head.get('epochs')} epochs, lr {head.get('lr')}."
     )
