@@ -129,7 +129,8 @@ def torch_kmeans(
         for _ in range(niter):
             assignment, sq_distance = _assign_blocks(train, centroids, block_rows)
             counts = torch.bincount(assignment, minlength=k)
-            sums = torch.zeros_like(centroids).index_add_(0, assignment, train)
+            # index_put_ with accumulate is deterministic on CUDA too (index_add_ uses atomics there)
+            sums = torch.zeros_like(centroids).index_put_((assignment,), train, accumulate=True)
             filled = counts > 0
             centroids[filled] = sums[filled] / counts[filled].unsqueeze(1).to(sums.dtype)
             empty = torch.nonzero(~filled).flatten()

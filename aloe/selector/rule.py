@@ -62,11 +62,20 @@ def cluster_input(view: RoundView, positions: np.ndarray, normalize: bool) -> np
 
 
 def cuda_cluster_input(view: RoundView, positions: np.ndarray, normalize: bool) -> torch.Tensor:
-    """Like :func:`cluster_input`, but built block by block straight into CUDA memory (no host copy)."""
+    """Like :func:`cluster_input`, built straight into CUDA memory (no host copy).
+
+    ``positions`` must be sorted ascending (as ``view.unlabeled_positions`` is): contiguous row
+    blocks go to the GPU as they are and the wanted rows are picked and normalized there.
+    """
+    wanted = np.zeros(view.n_items, dtype=bool)
+    wanted[positions] = True
     out = torch.empty((len(positions), view.features.shape[1]), dtype=torch.float32, device="cuda")
-    for start in range(0, len(positions), _PREPARE_ROWS):
-        block = torch.from_numpy(view.features[positions[start : start + _PREPARE_ROWS]]).to("cuda")
-        out[start : start + len(block)] = torch.nn.functional.normalize(block, dim=1) if normalize else block
+    filled = 0
+    for start in range(0, view.n_items, _PREPARE_ROWS):
+        block = torch.from_numpy(view.features[start : start + _PREPARE_ROWS]).to("cuda")
+        block = block[torch.from_numpy(wanted[start : start + _PREPARE_ROWS]).to("cuda")]
+        out[filled : filled + len(block)] = torch.nn.functional.normalize(block, dim=1) if normalize else block
+        filled += len(block)
     return out
 
 
@@ -119,14 +128,18 @@ def rank_clusters(
 def most_ood_member(assignment: np.ndarray, scores: np.ndarray, positions: np.ndarray, k: int) -> np.ndarray:
     """Step 6: for each cluster, the position of its member with the highest ``o`` (-1 if empty).
 
-    Ties go to the lower position.
+    Ties go to the lower position. Two O(N) scatter-reductions (highest score per cluster, then the
+    lowest position among the members that reach it), no sort.
     """
-    order = np.lexsort((positions, -scores, assignment))
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = assignment[order][1:] != assignment[order][:-1]
-    best = np.full(k, -1, dtype=np.int64)
-    best[assignment[order][first]] = positions[order][first]
-    return best
+    cluster = torch.from_numpy(np.asarray(assignment, dtype=np.int64))
+    score = torch.from_numpy(np.asarray(scores, dtype=np.float64))
+    best = torch.full((k,), -torch.inf, dtype=torch.float64).scatter_reduce(0, cluster, score, "amax")
+    hit = score == best[cluster]
+    none = torch.iinfo(torch.int64).max
+    position = torch.from_numpy(np.asarray(positions, dtype=np.int64))
+    chosen = torch.full((k,), none, dtype=torch.int64).scatter_reduce(0, cluster[hit], position[hit], "amin")
+    chosen[chosen == none] = -1
+    return chosen.numpy()
 
 
 def select_aloe(view: RoundView, budget: int, seed: int, params: SelectParams) -> Selection:

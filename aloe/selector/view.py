@@ -7,6 +7,7 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+import torch
 
 from aloe.errors import AloeError
 
@@ -18,7 +19,11 @@ def _first_nonfinite(name: str, array: np.ndarray, ids: np.ndarray) -> None:
     bad_rows = 0
     first = -1
     for start in range(0, len(array), _CHECK_ROWS):
-        bad = ~np.isfinite(array[start : start + _CHECK_ROWS]).all(axis=1)
+        block = array[start : start + _CHECK_ROWS]
+        with np.errstate(over="ignore", invalid="ignore"):
+            bad = ~np.isfinite(block.sum(axis=1))  # NaN/inf anywhere in a row make its sum non-finite
+        if bad.any():  # ... and so may an overflowing sum of finite values: check those rows exactly
+            bad[bad] = ~np.isfinite(block[bad]).all(axis=1)
         if bad.any():
             if first < 0:
                 first = start + int(np.argmax(bad))
@@ -129,30 +134,19 @@ class RoundView:
     def from_round(cls, reader: Any, ids: np.ndarray) -> RoundView:
         """Load a store round (``store.round(t)``) into a view; ``ids`` are the store's pool ids.
 
-        Features and logits are copied block by block into float32 arrays, so a float16 store never
-        needs a second full-size temporary.
+        The features are read in their stored dtype in one call (the store decodes chunks in
+        parallel) and cast into one float32 array by torch (vectorized, unlike numpy's float16
+        cast), so a float16 store costs a transient half-size copy, never a second float32 one.
         """
-        n, dim, width = int(reader.n_items), int(reader.feature_dim), len(reader.class_names)
+        n, dim = int(reader.n_items), int(reader.feature_dim)
         if len(ids) != n:
             raise AloeError(f"the round holds {n} items but the pool has {len(ids)} ids")
         features = np.empty((n, dim), dtype=np.float32)
-        logits = np.empty((n, width), dtype=np.float32)
-        filled = 0
-        for start, feature_block, logit_block in reader.iter_blocks():
-            stop = start + len(feature_block)
-            features[start:stop] = feature_block
-            if logit_block.shape[1] != width:
-                raise AloeError(
-                    f"logits have {logit_block.shape[1]} columns but the round names {width} classes"
-                )
-            logits[start:stop] = logit_block
-            filled += stop - start
-        if filled != n:
-            raise AloeError(f"the round gave {filled} rows, expected {n}")
+        torch.from_numpy(features).copy_(torch.from_numpy(np.ascontiguousarray(reader.features(dtype=None))))
         return cls(
             ids=ids,
             features=features,
-            logits=logits,
+            logits=reader.logits(),
             labeled_positions=reader.labeled_positions,
             labeled_classes=reader.labeled_classes,
             class_names=tuple(reader.class_names),

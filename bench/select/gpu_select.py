@@ -26,7 +26,7 @@ from bench_pool import build_round  # noqa: E402
 
 from aloe.selector.clustering import torch_kmeans  # noqa: E402
 from aloe.selector.config import SelectConfig  # noqa: E402
-from aloe.selector.rule import cuda_cluster_input  # noqa: E402
+from aloe.selector.rule import cluster_input, cuda_cluster_input  # noqa: E402
 from aloe.selector.select import select_round  # noqa: E402
 from aloe.selector.view import RoundView  # noqa: E402
 from aloe.store import open_store  # noqa: E402
@@ -56,8 +56,11 @@ def main() -> None:
             runs.append({"wall_s": time.perf_counter() - started, **selection.timings})
         view = RoundView.from_round(store.round(0), store.ids)
         x = cuda_cluster_input(view, view.unlabeled_positions, True) if cuda else None
-        kmeans_alone = None
+        kmeans_alone = input_diff = None
         if cuda:
+            host = cluster_input(view, view.unlabeled_positions, True)
+            input_diff = float((x.cpu() - torch.from_numpy(host)).abs().max())
+            del host
             torch.cuda.synchronize()
             started = time.perf_counter()
             torch_kmeans(x, selection.k, niter=args.niter, seed=0)
@@ -78,6 +81,7 @@ def main() -> None:
         "warm": {key: round(value, 4) for key, value in runs[1].items()},
         "torch_kmeans_alone_s": None if kmeans_alone is None else round(kmeans_alone, 4),
         "warm_over_kmeans_alone": None if kmeans_alone is None else round(runs[1]["total"] / kmeans_alone, 3),
+        "cuda_input_vs_host_max_abs_diff": input_diff,
         "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
         "peak_host_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
