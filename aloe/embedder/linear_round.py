@@ -157,20 +157,30 @@ def npz_digest(path: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def load_features_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read and check ``ids`` and ``features`` from an npz; return ``(ids as str, features float32)``."""
+def _read_npz(path: str | Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` of an npz (members load lazily: only these are read)."""
     path = Path(path)
     if not path.is_file():
         raise AloeError(f"features file not found: {path}")
     try:
         with np.load(path, allow_pickle=False) as data:
-            missing = [key for key in ("ids", "features") if key not in data.files]
+            missing = [key for key in keys if key not in data.files]
             if missing:
                 raise AloeError(f"{path}: missing array(s) {missing}; it holds {sorted(data.files)}")
-            ids = np.asarray(data["ids"]).astype(str)
-            features = np.asarray(data["features"], dtype=np.float32)
+            return {key: np.asarray(data[key]) for key in keys}
     except (ValueError, OSError) as exc:
         raise AloeError(f"{path}: not a readable npz file ({exc})") from None
+
+
+def npz_ids(path: str | Path) -> np.ndarray:
+    """Only the ``ids`` of an npz, as str (:func:`load_features_npz` checks them with the features)."""
+    return _read_npz(path, ("ids",))["ids"].astype(str)
+
+
+def load_features_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read and check ``ids`` and ``features`` from an npz; return ``(ids as str, features float32)``."""
+    arrays = _read_npz(path, ("ids", "features"))
+    ids, features = arrays["ids"].astype(str), arrays["features"].astype(np.float32, copy=False)
     if ids.ndim != 1 or features.ndim != 2 or len(ids) != len(features):
         shapes = f"{ids.shape} and {features.shape}"
         raise AloeError(f"{path}: need ids (N,) and features (N, D), got {shapes}")
@@ -184,11 +194,16 @@ def load_features_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def import_features_npz(store: Any, npz_path: str | Path) -> Any:
-    """Put an npz's features into ``store``'s feature cache (once) and return the cache reader.
+    """Put an npz's features into a store's feature cache (once) and return the cache reader.
 
-    The cache key is ``npz-<content hash>``, so importing the same file again reuses the cache.
-    Raises :class:`AloeError` when the npz's ids differ from the store's pool.
+    ``store`` is an open writable store or the path of one. The cache key is ``npz-<content hash>``,
+    so importing the same file again reuses the cache. Raises :class:`AloeError` when the npz's ids
+    differ from the store's pool.
     """
+    if isinstance(store, (str, Path)):
+        from aloe.store import open_store
+
+        store = open_store(store, mode="a")
     key = f"npz-{npz_digest(npz_path)}"
     cached = store.cached_features(key)
     if cached is not None:
@@ -237,7 +252,7 @@ def embed_from_features(
     if store_path.exists():
         store = open_store(store_path, mode="a")
     else:
-        ids, _ = load_features_npz(npz_path)
+        ids = npz_ids(npz_path)
         check_known_ids(labels, ids, str(labels_csv))
         store = create_store(store_path, ids, meta={"source": "features", "npz": Path(npz_path).name})
     check_known_ids(labels, store.ids, str(labels_csv))

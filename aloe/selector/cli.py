@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import click
 
 from aloe.config import load_config, validate_config
 from aloe.internal.cli import exit_with
+from aloe.selector.clustering import FewPointsPerClusterWarning
 from aloe.selector.config import SelectConfig
 from aloe.selector.scores import SCORES
 from aloe.selector.select import run_select, summary_lines
@@ -89,7 +91,9 @@ def cli(
         if "budget" not in given:
             raise click.UsageError("--budget is required (or give it in --config)")
         config = validate_config(SelectConfig, given, "aloe-select")
-    outcome = run_select(store_path, config, out, round=round_, name=name, overwrite=overwrite)
+    with warnings.catch_warnings():  # the summary's notes say it, once
+        warnings.simplefilter("ignore", FewPointsPerClusterWarning)
+        outcome = run_select(store_path, config, out, round=round_, name=name, overwrite=overwrite)
     if not quiet:
         for line in summary_lines(outcome):
             click.echo(line)

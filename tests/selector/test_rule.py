@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from selector_helpers import build_view
 
 from aloe.selector.config import SelectParams
 from aloe.selector.rule import most_ood_member, rank_clusters, select_aloe, select_kmeans, select_ood
+from aloe.selector.strategies import run_strategy
 from aloe.selector.view import RoundView
 
 
@@ -78,3 +81,34 @@ def test_ood_takes_the_top_scores_and_kmeans_the_centroid_nearest_members(small_
     np.testing.assert_array_equal(np.sort(ood.positions), np.sort(top))
     km = select_kmeans(small_view, 7, 0, SelectParams())
     assert km.k == 7 and sorted(np.unique(km.chosen_clusters)) == list(range(7))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(12, 60),
+    n_labeled=st.integers(1, 10),
+    n_classes=st.integers(1, 4),
+    budget=st.integers(1, 15),
+    seed=st.integers(0, 2**16),
+)
+def test_aloe_invariants_on_random_rounds(n, n_labeled, n_classes, budget, seed):
+    """Whatever the round: B unique unlabeled items (or all of them), flags are ``o > tau``, at
+    least ``tpr`` of the labeled items are not flagged, and every chosen cluster ranks no lower
+    than any cluster left out."""
+    rng = np.random.default_rng(seed)
+    positions = rng.choice(n, min(n_labeled, n - 1), replace=False)
+    view = RoundView([f"i{i}" for i in range(n)], rng.standard_normal((n, 5)),
+                     rng.standard_normal((n, n_classes)), positions,
+                     rng.integers(0, n_classes, len(positions)), [f"c{c}" for c in range(n_classes)])
+    selection = run_strategy(view, "aloe", budget, seed)
+    expected = min(budget, n - len(positions))
+    assert len(np.unique(selection.positions)) == len(selection.positions) == expected
+    assert not np.isin(selection.positions, positions).any()
+    np.testing.assert_array_equal(selection.flagged, selection.scores > selection.tau)
+    assert (~selection.flagged[positions]).mean() >= 0.95 - 1e-9
+    if selection.clusters is not None and budget < n - len(positions):
+        chosen = set(selection.chosen_clusters)
+        left = [c for c in set(selection.clusters[view.unlabeled_positions]) if c not in chosen]
+        if left and len(chosen) == budget:
+            ratios = selection.cluster_ratios
+            assert min(ratios[list(chosen)]) >= max(ratios[left])

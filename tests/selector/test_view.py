@@ -40,6 +40,12 @@ def test_nan_and_inf_say_how_many_rows_and_the_first(which):
         RoundView(**arrays)
 
 
+def test_huge_finite_values_are_not_mistaken_for_inf():
+    arrays = _arrays()
+    arrays["features"] = np.full((10, 4), 3e38)  # each row's sum overflows float32
+    assert RoundView(**arrays).features.max() == np.float32(3e38)
+
+
 def test_width_mismatch_and_out_of_range_positions_and_classes():
     arrays = _arrays()
     arrays["class_names"] = ["a", "b"]
