@@ -13,6 +13,7 @@ import json
 import platform
 import time
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +51,14 @@ class RoundSummary:
 
 
 def versions() -> dict[str, str]:
-    """Versions of the libraries that shape the features."""
-    import open_clip
-    import timm
-
-    return {"aloe": __version__, "torch": torch.__version__, "open_clip": open_clip.__version__,
-            "timm": timm.__version__, "python": platform.python_version()}
+    """Versions of Python and of the libraries that shape the features (``absent`` if not installed)."""
+    found = {"aloe-al": __version__, "python": platform.python_version()}
+    for name in ("torch", "torchvision", "open_clip_torch", "timm", "pillow"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "absent"
+    return found
 
 
 def open_or_create_store(path: Path, source: ImageSource) -> Store:
