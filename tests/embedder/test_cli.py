@@ -76,3 +76,23 @@ def test_from_features_writes_a_linear_round(tmp_path, capsys):
 def test_missing_config_is_a_usage_error(tmp_path, capsys):
     code, _, err = _run(capsys, "--store", tmp_path / "s.zarr", "--labels", tmp_path / "l.csv")
     assert code == 2 and "--config is required" in err
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"backbone": {"kind": "open_clip", "pretrained": "openai"}}, "local .pt or .safetensors"),
+    ({"data": {"kind": "manifest", "path": "absent.csv"}}, "manifest not found"),
+])
+def test_setup_errors_write_nothing(tmp_path, capsys, config, override, message):
+    settings = {**yaml.safe_load(config.read_text()), **override}
+    config.write_text(yaml.safe_dump(settings))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\n")
+    store = tmp_path / "pool.zarr"
+    code, _, err = _run(capsys, "--config", config, "--store", store, "--labels", labels)
+    assert code == 2 and message in err and not store.exists()
+
+
+def test_unknown_config_key_names_it(tmp_path, capsys, config):
+    config.write_text(config.read_text() + "epochs: 3\n")
+    code, _, err = _run(capsys, "--config", config, "--store", tmp_path / "s.zarr", "--labels", tmp_path / "l.csv")
+    assert code == 2 and "unknown key 'epochs'" in err

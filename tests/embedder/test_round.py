@@ -8,7 +8,8 @@ from embed_helpers import write_pool
 
 from aloe.config import validate_config
 from aloe.embedder.config import EmbedConfig
-from aloe.embedder.round import embed_round
+from aloe.data.sources import manifest_source
+from aloe.embedder.round import embed_round, scan_unreadable
 from aloe.errors import AloeError
 from aloe.store import open_store
 
@@ -56,7 +57,8 @@ def test_finetune_round_records_every_setting(tmp_path, tiny_clip, pool_manifest
     assert provenance["mode"] == "finetune" and provenance["seed"] == 7
     assert provenance["finetune"] == cfg.finetune.model_dump()
     assert provenance["training"]["trained"] and provenance["skipped"]["count"] == 0
-    assert provenance["backbone"]["name"] == "open_clip:ViT-B-32" and provenance["versions"]["open_clip_torch"] != "absent"
+    assert provenance["backbone"]["name"] == "open_clip:ViT-B-32"
+    assert provenance["versions"]["open_clip_torch"] != "absent"
     assert np.isfinite(round_.features()).all()
     with pytest.raises(AloeError, match="round 3 already exists"):
         embed_round(cfg, tmp_path / "pool.h5", labels, t=3, quiet=True)
@@ -81,3 +83,9 @@ def test_a_store_of_another_pool_is_refused(tmp_path, tiny_clip, pool_manifest):
     other = write_pool(tmp_path / "other", per_class=3)
     with pytest.raises(AloeError, match="different pool"):
         embed_round(_config(tiny_clip, other, "linear"), tmp_path / "pool.zarr", labels, quiet=True)
+
+
+def test_scan_finds_the_unreadable_items_a_resumed_pass_did_not_see(tmp_path):
+    source = manifest_source(write_pool(tmp_path, per_class=2, broken=2))
+    assert sorted(scan_unreadable(source, len(source), workers=0)) == [6, 7]
+    assert scan_unreadable(source, 6, workers=0) == {}
