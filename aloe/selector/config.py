@@ -29,7 +29,7 @@ class SelectConfig(SelectParams):
 
     strategy: str = "aloe"
     budget: int = Field(gt=0)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**31, description="seeds k-means (FAISS takes a C int) and sampling")
 
     def params(self) -> SelectParams:
         """The knobs alone, as :class:`SelectParams`."""

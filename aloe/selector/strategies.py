@@ -70,7 +70,8 @@ def run_strategy(
 ) -> Selection:
     """Select ``budget`` unlabeled items of ``view`` with strategy ``name``.
 
-    Raises :class:`AloeError` for an unknown strategy, ``budget <= 0`` or no unlabeled items.
+    Raises :class:`AloeError` for an unknown strategy, ``budget <= 0``, a seed outside
+    ``[0, 2**31)`` or no unlabeled items.
     A budget of at least the number of unlabeled items returns all of them (in position order);
     with no labels at all, a strategy that needs labels is replaced by a uniform sample. Both cases
     are written to ``notes``. Timings include a ``total``.
@@ -79,6 +80,8 @@ def run_strategy(
         raise AloeError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
     if budget <= 0:
         raise AloeError(f"budget must be > 0, got {budget}")
+    if not 0 <= seed < 2**31:
+        raise AloeError(f"seed must be in [0, 2**31), got {seed}")
     params = params or SelectParams()
     strategy = STRATEGIES[name]
     unlabeled = view.unlabeled_positions

@@ -105,6 +105,8 @@ def test_config_file_and_flags(built, tmp_path, capsys):
         (["--budget", -2], "budget"),
         (["--budget", 3, "--round", 9], "no round 9"),
         (["--budget", 3, "--tpr", 1.5], "tpr"),
+        (["--budget", 3, "--seed", -1], "seed"),
+        (["--budget", 3, "--seed", 2**31], "seed"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(built, tmp_path, capsys, argv, message):

@@ -80,6 +80,12 @@ def test_non_positive_budget_is_an_error(small_view, budget):
         run_strategy(small_view, "aloe", budget)
 
 
+@pytest.mark.parametrize("seed", [-1, 2**31])
+def test_seed_out_of_range_is_an_error(small_view, seed):
+    with pytest.raises(AloeError, match="seed"):
+        run_strategy(small_view, "aloe", 3, seed)
+
+
 def test_unknown_strategy_and_fully_labeled_pool_are_errors(small_view):
     with pytest.raises(AloeError, match="unknown strategy"):
         run_strategy(small_view, "nope", 3)
