@@ -75,3 +75,16 @@ def test_backend_resolution_and_bad_k():
         resolve_backend("sklearn")
     with pytest.raises(AloeError, match="1 <= k <= n"):
         kmeans(np.zeros((3, 2), dtype=np.float32), 4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_input_and_kmeans_match_the_host_and_repeat_exactly(small_view):
+    from aloe.selector.rule import cluster_input, cuda_cluster_input
+
+    positions = small_view.unlabeled_positions
+    on_gpu = cuda_cluster_input(small_view, positions, True)
+    np.testing.assert_allclose(on_gpu.cpu().numpy(), cluster_input(small_view, positions, True), atol=1e-6)
+    first, again = torch_kmeans(on_gpu, 12, seed=2), torch_kmeans(on_gpu, 12, seed=2)
+    assert first[0].is_cuda
+    torch.testing.assert_close(first[0], again[0], rtol=0, atol=0)
+    torch.testing.assert_close(first[1], again[1], rtol=0, atol=0)
