@@ -138,14 +138,23 @@ def _fmt(mean: float, std: float, digits: int) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if math.isfinite(mean) else "n/a"
 
 
+def common_labels(runs: dict) -> float:
+    """The largest label count every strategy reached."""
+    return min(curve(seeds, "n_labeled").labels.max() for seeds in runs.values())
+
+
+def _index_at(c: Curve, labels: float) -> int:
+    """The last round of ``c`` with at most ``labels`` labels."""
+    return int(np.flatnonzero(c.labels <= labels)[-1])
+
+
 def summary_line(runs: dict, n_classes: int) -> str:
     """Classes discovered by each strategy at the largest label count all strategies reached."""
-    common = min(curve(seeds, "n_labeled").labels.max() for seeds in runs.values())
+    common = common_labels(runs)
     parts = []
     for strategy, seeds in sorted(runs.items()):
         c = curve(seeds, "n_classes_discovered")
-        at = int(np.flatnonzero(c.labels <= common)[-1])
-        parts.append(f"{strategy} {c.mean[at]:.1f}/{n_classes}")
+        parts.append(f"{strategy} {c.mean[_index_at(c, common)]:.1f}/{n_classes}")
     return f"classes discovered at {common:.0f} labels: " + ", ".join(parts)
 
 
@@ -166,7 +175,7 @@ def describe_settings(settings: dict) -> str:
 
 
 def markdown(runs: dict, n_classes: int, title: str, settings: dict | None) -> str:
-    """The summary: thresholds table, final-round table, the plots."""
+    """The summary: thresholds table, a table at equal labels, the plots."""
     max_labels = max(r["n_labeled"] for seeds in runs.values() for rs in seeds.values() for r in rs)
     lines = [f"# {title}", ""]
     if settings:
@@ -188,15 +197,20 @@ def markdown(runs: dict, n_classes: int, title: str, settings: dict | None) -> s
         cells = [_cell(r, max_labels) for r in reaches]
         cells += [_saving(r, b, max_labels) for r, b in zip(reaches, base, strict=True)]
         lines.append(f"| {strategy} | {len(seeds)} | " + " | ".join(cells) + " |")
-    lines += ["", "## Last round", "",
-              "| strategy | labels | classes discovered | balanced accuracy | "
-              "known balanced accuracy | select seconds |", "|---|---|---|---|---|---|"]
+    common = common_labels(runs)
+    lines += ["", f"## At {common:.0f} labels (the most every strategy reached)", "",
+              "Mean ± standard deviation over seeds; select seconds: mean time per selection up to there.",
+              "", "| strategy | classes discovered | balanced accuracy | known balanced accuracy | "
+              "select seconds |", "|---|---|---|---|---|"]
     for strategy, seeds in sorted(runs.items()):
-        cells = [f"{curve(seeds, 'n_labeled').labels[-1]:.0f}"]
-        for key, digits in (("n_classes_discovered", 1), ("balanced_accuracy", 3),
-                            ("known_balanced_accuracy", 3), ("select_seconds", 3)):
+        cells = []
+        for key, digits in (("n_classes_discovered", 1), ("balanced_accuracy", 3), ("known_balanced_accuracy", 3)):
             c = curve(seeds, key)
-            cells.append(_fmt(c.mean[-1], c.std[-1], digits))
+            at = _index_at(c, common)
+            cells.append(_fmt(c.mean[at], c.std[at], digits))
+        times = [r["select_seconds"] for rs in seeds.values() for r in rs if 0 < r["n_labeled"] <= common
+                 and r["round"] > 0]
+        cells.append(f"{np.mean(times):.3f}" if times else "n/a")
         lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
     lines += ["", "![classes discovered](discovery.png)", "", "![balanced accuracy](accuracy.png)", ""]
     return "\n".join(lines)

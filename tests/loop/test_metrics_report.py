@@ -93,3 +93,13 @@ def test_report_command_writes_into_another_folder(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == f"report: {tmp_path / 'r' / 'report.md'}"
     text = (tmp_path / "r" / "report.md").read_text()
     assert text.startswith("# T\n") and "the 5 classes" in text  # no simulation.json: most discovered
+
+
+def test_equal_labels_table_compares_strategies_where_all_have_data(tmp_path):
+    # aloe stops at 30 labels, random goes on to 50: the table is taken at 30
+    rows = _rows("aloe", 0, [3, 5, 9]) + _rows("random", 0, [2, 4, 5, 7, 9])
+    write_metrics(tmp_path / "metrics.csv", rows)
+    text = write_report(tmp_path).read_text()
+    assert "## At 30 labels (the most every strategy reached)" in text
+    assert "| aloe | 9.0 ± 0.0 | 0.900 ± 0.000 | 0.900 ± 0.000 | 0.015 |" in text
+    assert "| random | 5.0 ± 0.0 | 0.500 ± 0.000 | 0.900 ± 0.000 | 0.015 |" in text
