@@ -7,7 +7,6 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-import torch
 
 from aloe.errors import AloeError
 
@@ -134,18 +133,14 @@ class RoundView:
     def from_round(cls, reader: Any, ids: np.ndarray) -> RoundView:
         """Load a store round (``store.round(t)``) into a view; ``ids`` are the store's pool ids.
 
-        The features are read in their stored dtype in one call (the store decodes chunks in
-        parallel) and cast into one float32 array by torch (vectorized, unlike numpy's float16
-        cast), so a float16 store costs a transient half-size copy, never a second float32 one.
+        The store reads the features in one call and casts them to float32 (a float16 store costs
+        a transient half-size copy, never a second float32 one).
         """
-        n, dim = int(reader.n_items), int(reader.feature_dim)
-        if len(ids) != n:
-            raise AloeError(f"the round holds {n} items but the pool has {len(ids)} ids")
-        features = np.empty((n, dim), dtype=np.float32)
-        torch.from_numpy(features).copy_(torch.from_numpy(np.ascontiguousarray(reader.features(dtype=None))))
+        if len(ids) != reader.n_items:
+            raise AloeError(f"the round holds {reader.n_items} items but the pool has {len(ids)} ids")
         return cls(
             ids=ids,
-            features=features,
+            features=reader.features(),
             logits=reader.logits(),
             labeled_positions=reader.labeled_positions,
             labeled_classes=reader.labeled_classes,

@@ -15,6 +15,7 @@ import numpy as np
 
 from aloe import __version__
 from aloe.errors import AloeError
+from aloe.internal.arrays import cast
 from aloe.store.backend import Backend, NodeReader, NodeWriter
 from aloe.store.hdf5_backend import Hdf5Backend
 from aloe.store.schema import (
@@ -106,7 +107,8 @@ class RowReader:
     ) -> np.ndarray:
         shape = self._require(name)[0]
         if rows is None:
-            return self._node.read(name).astype(dtype or self._node.info(name)[1], copy=False)
+            values = self._node.read(name)
+            return cast(values, dtype or values.dtype)
         rows = np.asarray(rows, dtype=np.int64)
         if rows.size and (rows.min() < 0 or rows.max() >= shape[0]):
             raise AloeError(f"{self.label}: row positions out of range 0..{shape[0] - 1}")
@@ -118,7 +120,7 @@ class RowReader:
             values = self._node.read(name, int(unique[0]), int(unique[-1]) + 1)[unique - unique[0]]
         else:
             values = self._node.gather(name, unique)
-        return values.astype(dtype or values.dtype, copy=False)[inverse]
+        return cast(values, dtype or values.dtype)[inverse]
 
     def features(
         self, rows: Sequence[int] | np.ndarray | None = None, dtype: Any = np.float32
@@ -132,7 +134,7 @@ class RowReader:
         step = block_rows or self.chunk_rows
         for start in range(0, self.n_items, step):
             stop = min(start + step, self.n_items)
-            yield start, self._node.read("features", start, stop).astype(np.float32)
+            yield start, cast(self._node.read("features", start, stop), np.float32)
 
     def close(self) -> None:
         """Release the node's file handles."""
@@ -183,7 +185,7 @@ class RoundReader(RowReader):
         """Yield ``(start, features_block, logits_block)`` as float32."""
         for start, features in super().iter_blocks(block_rows):
             stop = start + len(features)
-            yield start, features, self._node.read("logits", start, stop).astype(np.float32)
+            yield start, features, cast(self._node.read("logits", start, stop), np.float32)
 
 
 class StagedWriter:
