@@ -2,7 +2,9 @@
 
 Batches come from a ``DataLoader`` (worker processes decode and preprocess while the model runs);
 each batch's outputs go straight to the writer, which persists whole chunks, so features are never
-all in memory and a killed pass resumes from the writer's ``rows_done``.
+all in memory and a killed pass resumes from the writer's ``rows_done``. On CUDA the outputs of
+batch k are copied to the host asynchronously and written while batch k+1 runs, so store writes
+overlap the model instead of stalling it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from aloe.data.sources import ImageSource
 from aloe.embedder.backbones import Backbone
 from aloe.embedder.device import autocast_for
 
-Encoder = Callable[[torch.Tensor], tuple[np.ndarray, ...]]
+Blocks = Callable[[], tuple[np.ndarray, ...]]
+Encoder = Callable[[torch.Tensor], Blocks]
 
 
 @dataclass
@@ -68,13 +71,15 @@ def run_pool_pass(
 ) -> PassReport:
     """Encode items ``writer.rows_done .. N-1`` of ``source`` and ``writer.write`` them in order.
 
-    ``encode`` maps a batch of preprocessed images (on ``device``) to the blocks the writer takes,
-    e.g. ``(features, logits)``. The writer is not committed here.
+    ``encode`` starts a batch of uint8 images (on ``device``) and returns a callable giving the blocks
+    the writer takes, e.g. ``(features, logits)``; it is called after the next batch has started.
+    The writer is not committed here.
     """
     start_row = int(writer.rows_done)
     positions = range(start_row, len(source))
     report = PassReport()
     loader = loader_for(source, transform, positions, image_size, batch_size, workers, device.type == "cuda")
+    previous: Blocks | None = None
     started = time.perf_counter()
     with tqdm(total=len(source), initial=start_row, desc=desc, unit="img", disable=quiet,
               dynamic_ncols=True) as bar:
@@ -82,10 +87,14 @@ def run_pool_pass(
             for position, error in zip(batch_positions.tolist(), errors, strict=True):
                 if error:
                     report.skipped[position] = error
-            blocks = encode(images.to(device, non_blocking=True))
-            writer.write(*blocks)
+            started_batch = encode(images.to(device, non_blocking=True))
+            if previous is not None:
+                writer.write(*previous())
+            previous = started_batch
             report.rows += len(images)
             bar.update(len(images))
+        if previous is not None:
+            writer.write(*previous())
     report.seconds = time.perf_counter() - started
     return report
 
@@ -93,17 +102,29 @@ def run_pool_pass(
 def model_encoder(backbone: Backbone, head: torch.nn.Module | None, device: torch.device) -> Encoder:
     """An :data:`Encoder` of uint8 batches giving ``(features,)``, or ``(features, logits)`` with ``head``.
 
-    Runs under inference mode with bf16 autocast on CUDA; outputs are float32 numpy arrays.
+    Runs under inference mode with bf16 autocast on CUDA; the blocks are float32 numpy arrays. On CUDA
+    the copy to the host is queued without waiting; the returned callable waits for that copy only.
     """
     backbone.module.eval()
     if head is not None:
         head.eval()
+    cuda = device.type == "cuda"
 
     @torch.inference_mode()
-    def encode(images: torch.Tensor) -> tuple[np.ndarray, ...]:
+    def encode(images: torch.Tensor) -> Blocks:
         with autocast_for(device):
             features = backbone(images).float()
-            blocks = [features] if head is None else [features, head(features).float()]
-        return tuple(b.cpu().numpy() for b in blocks)
+            outputs = [features] if head is None else [features, head(features).float()]
+        host = [output.to("cpu", non_blocking=cuda) for output in outputs]
+        if not cuda:
+            return lambda: tuple(h.numpy() for h in host)
+        copied = torch.cuda.Event()
+        copied.record()
+
+        def blocks() -> tuple[np.ndarray, ...]:
+            copied.synchronize()
+            return tuple(h.numpy() for h in host)
+
+        return blocks
 
     return encode
