@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
+from embed_helpers import write_pool
 
 from aloe.embedder.cli import command
 from aloe.internal.cli import run_cli
@@ -96,3 +97,14 @@ def test_unknown_config_key_names_it(tmp_path, capsys, config):
     config.write_text(config.read_text() + "epochs: 3\n")
     code, _, err = _run(capsys, "--config", config, "--store", tmp_path / "s.zarr", "--labels", tmp_path / "l.csv")
     assert code == 2 and "unknown key 'epochs'" in err
+
+
+def test_unreadable_images_are_reported_at_the_end(tmp_path, capsys, config):
+    settings = yaml.safe_load(config.read_text())
+    settings["data"]["path"] = str(write_pool(tmp_path / "img", per_class=2, broken=2))
+    config.write_text(yaml.safe_dump(settings))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\nred-0,red\n")
+    code, out, err = _run(capsys, "--config", config, "--store", tmp_path / "p.zarr", "--labels", labels, "--quiet")
+    assert code == 0 and "round 0 written" in out
+    assert "2 unreadable images skipped (positions 6, 7)" in err
