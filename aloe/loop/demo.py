@@ -18,10 +18,12 @@ TITLE = "ALOE demo: offline MNIST-LT through EfficientNet-Lite0 features"
 
 
 def default_config() -> Path:
-    """The offline default config of the source checkout; :class:`AloeError` when it is absent."""
+    """The offline default config of the source checkout (relative to the working directory when
+    inside it, as reports show it); :class:`AloeError` when it is absent."""
     if not DEFAULT_CONFIG.is_file():
         raise AloeError(f"the offline default config is not at {DEFAULT_CONFIG}; pass --config")
-    return DEFAULT_CONFIG
+    cwd = Path.cwd().resolve()
+    return DEFAULT_CONFIG.relative_to(cwd) if DEFAULT_CONFIG.is_relative_to(cwd) else DEFAULT_CONFIG
 
 
 def result_line(out: str | Path) -> str:
