@@ -1,7 +1,8 @@
 """One embedding round: labels in, a complete round (features + logits + provenance) in the store.
 
 ``finetune``: reset the backbone, fine-tune it end to end with a new head on the labels so far, then
-the pool pass writes features and logits. ``linear``: the frozen backbone's pool features are cached
+the pool pass writes features and logits (the trained weights wait beside the store until the round
+commits, so a killed round resumes without training again: :mod:`aloe.embedder.checkpoint`). ``linear``: the frozen backbone's pool features are cached
 in the store once (keyed by the backbone's hash and preprocessing) and a linear head trained on them
 writes the round (:func:`aloe.embedder.linear_round.write_linear_round`).
 """
@@ -24,6 +25,7 @@ from aloe import __version__
 from aloe.data.images import PoolImages
 from aloe.data.sources import ImageSource, build_source
 from aloe.embedder.backbones import Backbone, build_backbone, state_hash
+from aloe.embedder.checkpoint import checkpoint_path, discard, load_trained, save_trained, training_key
 from aloe.embedder.config import EmbedConfig
 from aloe.embedder.device import resolve_device
 from aloe.embedder.finetune import finetune
@@ -156,44 +158,64 @@ def embed_round(cfg: EmbedConfig, store_path: str | Path, labels_path: str | Pat
         "versions": versions(), "config": cfg.model_dump(mode="json"),
     }
     summary = RoundSummary(t, cfg.mode, store.n_items, len(labels), len(names))
-    timings = summary.timings_s
-    timings["setup"] = time.perf_counter() - started
+    summary.timings_s["setup"] = time.perf_counter() - started
 
-    if cfg.mode == "linear":
-        cache, skipped, report = frozen_cache(store, backbone, source, cfg, device, quiet)
-        timings["frozen_features"] = report.seconds if report else 0.0
-        lin = cfg.linear
-        provenance.update(linear_head=lin.model_dump(), feature_cache=cache_key(backbone),
-                          skipped=_skipped_record(source, skipped))
-        mark = time.perf_counter()
-        write_linear_round(store, t, cache, positions, classes, names, epochs=lin.epochs, lr=lin.lr,
-                           weight_decay=lin.weight_decay, batch_size=lin.batch_size, seed=cfg.seed,
-                           device=str(device), provenance=provenance, feature_dtype=cfg.pool.feature_dtype,
-                           chunk_rows=cfg.pool.chunk_rows)
-        timings["head_and_write"] = time.perf_counter() - mark
-        summary.skipped = skipped
-        summary.pass_items_per_s = report.items_per_s if report else 0.0
-        return summary
+    runner = _linear_round if cfg.mode == "linear" else _finetune_round
+    runner(cfg, store, Path(store_path), source, backbone, t, positions, classes, names, device, provenance,
+           summary, quiet)
+    summary.timings_s["total"] = time.perf_counter() - started
+    return summary
 
+
+def _linear_round(cfg: EmbedConfig, store: Store, store_path: Path, source: ImageSource, backbone: Backbone,
+                  t: int, positions, classes, names: list[str], device: torch.device, provenance: dict[str, Any],
+                  summary: RoundSummary, quiet: bool) -> None:
+    """Frozen pool features (cached once), a linear head on them, the round written."""
+    cache, skipped, report = frozen_cache(store, backbone, source, cfg, device, quiet)
+    summary.timings_s["frozen_features"] = report.seconds if report else 0.0
+    lin = cfg.linear
+    provenance.update(linear_head=lin.model_dump(), feature_cache=cache_key(backbone),
+                      skipped=_skipped_record(source, skipped))
     mark = time.perf_counter()
-    head, stats = finetune(backbone, source, positions, classes, len(names), cfg.finetune, device=device,
-                           seed=cfg.seed, workers=cfg.pool.workers, quiet=quiet)
-    timings["finetune"] = time.perf_counter() - mark
-    trained = {**{f"backbone.{k}": v for k, v in backbone.module.state_dict().items()},
-               **{f"head.{k}": v for k, v in head.state_dict().items()}}
+    write_linear_round(store, t, cache, positions, classes, names, epochs=lin.epochs, lr=lin.lr,
+                       weight_decay=lin.weight_decay, batch_size=lin.batch_size, seed=cfg.seed,
+                       device=str(device), provenance=provenance, feature_dtype=cfg.pool.feature_dtype,
+                       chunk_rows=cfg.pool.chunk_rows)
+    summary.timings_s["head_and_write"] = time.perf_counter() - mark
+    summary.skipped = skipped
+    summary.pass_items_per_s = report.items_per_s if report else 0.0
+
+
+def _finetune_round(cfg: EmbedConfig, store: Store, store_path: Path, source: ImageSource, backbone: Backbone,
+                    t: int, positions, classes, names: list[str], device: torch.device,
+                    provenance: dict[str, Any], summary: RoundSummary, quiet: bool) -> None:
+    """Fine-tune backbone + head (or reload them after a crash), then the pool pass into round ``t``."""
+    mark = time.perf_counter()
+    key = training_key(backbone, positions, classes, names, cfg.finetune.model_dump(), cfg.seed)
+    checkpoint = checkpoint_path(store_path, t)
+    loaded = load_trained(checkpoint, key, backbone, len(names), device)
+    if loaded is None:
+        head, stats = finetune(backbone, source, positions, classes, len(names), cfg.finetune, device=device,
+                               seed=cfg.seed, workers=cfg.pool.workers, quiet=quiet)
+        if stats["trained"]:
+            save_trained(checkpoint, key, backbone, head, stats)
+    else:
+        head, stats = loaded
+    summary.timings_s["finetune"] = time.perf_counter() - mark
+    trained = state_hash({**{f"backbone.{k}": v for k, v in backbone.module.state_dict().items()},
+                          **{f"head.{k}": v for k, v in head.state_dict().items()}})
     writer = store.begin_round(t, feature_dim=backbone.feature_dim, class_names=names,
                                labeled_positions=positions, labeled_classes=classes, provenance=provenance,
                                feature_dtype=cfg.pool.feature_dtype, chunk_rows=cfg.pool.chunk_rows,
-                               resume_token=state_hash(trained))
+                               resume_token=trained)
     summary.resumed_from = int(writer.rows_done)
     report = _pass(model_encoder(backbone, head, device), source, backbone, writer, cfg, device,
                    f"round {t} pool pass", quiet)
-    timings["pool_pass"] = report.seconds
-    timings["total"] = time.perf_counter() - started
+    summary.timings_s["pool_pass"] = report.seconds
     provenance.update(finetune=cfg.finetune.model_dump(), training=stats, resumed_from=summary.resumed_from,
-                      trained_hash=state_hash(trained), skipped=_skipped_record(source, report.skipped),
-                      timings_s=dict(timings), pass_items_per_s=report.items_per_s)
+                      trained_hash=trained, skipped=_skipped_record(source, report.skipped),
+                      timings_s=dict(summary.timings_s), pass_items_per_s=report.items_per_s)
     writer.commit({"provenance": provenance})
+    discard(checkpoint)
     summary.skipped = report.skipped
     summary.pass_items_per_s = report.items_per_s
-    return summary

@@ -77,12 +77,16 @@ def test_killed_pass_resumes_and_matches_an_uninterrupted_run(tmp_path, mode):
 
     store = open_store(killed)
     assert store.rounds() == []
+    work = tmp_path / "killed.zarr.embed-work"
     if mode == "finetune":
         assert store.incomplete_rounds() == [0]
+        assert (work / "round-0000.pt").is_file()
 
     summary = embed_round(cfg, killed, labels, quiet=True)
     if mode == "finetune":
         assert summary.resumed_from >= done_at_kill
+        assert open_store(killed).round(0).provenance["training"]["from_checkpoint"]
+        assert not work.exists()
     reference = tmp_path / "reference.zarr"
     embed_round(cfg, reference, labels, quiet=True)
     resumed, whole = open_store(killed).round(0), open_store(reference).round(0)
