@@ -30,6 +30,7 @@ from aloe.config import StrictModel
 from aloe.errors import AloeError
 
 HUB_HOST = ("huggingface.co", 443)
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 
 
 class OpenClipConfig(StrictModel):
@@ -160,6 +161,8 @@ def _open_clip_weights(cfg: OpenClipConfig) -> tuple[str | None, bool]:
     path = Path(cfg.pretrained).expanduser()
     if path.is_file():
         return str(path), cfg.quick_gelu
+    if path.suffix in CHECKPOINT_SUFFIXES:
+        raise AloeError(f"open_clip checkpoint file not found: {path}")
     tag_cfg = open_clip.get_pretrained_cfg(cfg.model, cfg.pretrained)
     if not tag_cfg:
         tags = open_clip.list_pretrained_tags_by_model(cfg.model)

@@ -90,3 +90,8 @@ def test_unfetchable_tag_fails_fast_and_says_to_pass_a_file(monkeypatch):
 def test_unknown_tag_lists_known_tags():
     with pytest.raises(AloeError, match="neither a file nor a tag.*openai"):
         build_backbone(OpenClipConfig(kind="open_clip", pretrained="no-such-tag"))
+
+
+def test_missing_checkpoint_file_is_named(tmp_path):
+    with pytest.raises(AloeError, match="checkpoint file not found: .*absent.safetensors"):
+        build_backbone(OpenClipConfig(kind="open_clip", pretrained=str(tmp_path / "absent.safetensors")))
