@@ -26,7 +26,7 @@ from PIL import Image
 from pydantic import Field
 
 from aloe.config import StrictModel
-from aloe.data.longtail import longtail_counts, longtail_subsample
+from aloe.data.longtail import longtail_subsample
 from aloe.errors import AloeError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
@@ -179,8 +179,9 @@ def _cifar100(root: Path, train: bool, download: bool):
     dataset_class = CIFAR100 if download else LocalCIFAR100
     try:
         return dataset_class(str(root), train=train, download=download)
-    except RuntimeError as exc:
-        raise AloeError(f"CIFAR-100 not found under {root} ({exc}); set download: true to fetch it") from None
+    except (RuntimeError, OSError) as exc:
+        hint = "the download failed" if download else "set download: true to fetch it"
+        raise AloeError(f"CIFAR-100 not found under {root} ({exc}); {hint}") from None
 
 
 def cifar100_source(cfg: Cifar100Data) -> ArrayImageSource:
@@ -228,8 +229,7 @@ def mnist_lt_source(cfg: MnistLTData) -> ArrayImageSource:
     ids = [f"mnist-{p:04d}" for p in positions]
     labels = [f"digit-{t}" for t in targets[positions]]
     pixels = images[positions].reshape(-1, 28, 28).astype(np.uint8)
-    counts = longtail_counts(10, lt.n0, lt.alpha).tolist()
-    meta = {"longtail": lt.model_dump(), "class_counts": counts}
+    meta = {"longtail": lt.model_dump(), "class_counts": np.bincount(targets[positions], minlength=10).tolist()}
     return ArrayImageSource("mnist-lt", ids, pixels, labels, meta)
 
 
