@@ -91,24 +91,26 @@ def finetune(
     with tqdm(total=cfg.epochs * len(dataset), desc="fine-tune", unit="img", disable=quiet,
               dynamic_ncols=True) as bar:
         for _ in range(cfg.epochs):
-            total, count = 0.0, 0
+            total, count = torch.zeros((), device=device), 0
             for batch_positions, images, errors in loader:
                 keep = [i for i, error in enumerate(errors) if not error]
                 skipped.update(p for p, e in zip(batch_positions.tolist(), errors, strict=True) if e)
                 bar.update(len(images))
                 if not keep:
                     continue
-                targets = torch.tensor([class_of[p] for p in batch_positions[keep].tolist()], device=device)
+                if len(keep) < len(images):
+                    batch_positions, images = batch_positions[keep], images[keep]
+                targets = torch.tensor([class_of[p] for p in batch_positions.tolist()], device=device)
                 optimizer.zero_grad(set_to_none=True)
                 with autocast_for(device):
-                    logits = head(backbone(images[keep].to(device, non_blocking=True)).float())
+                    logits = head(backbone(images.to(device, non_blocking=True)).float())
                 loss = loss_fn(logits.float(), targets)
                 loss.backward()
                 optimizer.step()
                 stats["steps"] += 1
-                total += loss.item() * len(keep)
+                total += loss.detach() * len(keep)
                 count += len(keep)
-            stats["losses"].append(total / max(count, 1))
+            stats["losses"].append(total.item() / max(count, 1))
             bar.set_postfix(loss=f"{stats['losses'][-1]:.3f}")
     module.eval()
     stats.update(trained=True, seconds=time.perf_counter() - started, skipped_labeled=sorted(skipped))
