@@ -1,10 +1,12 @@
 """One embedding round: labels in, a complete round (features + logits + provenance) in the store.
 
 ``finetune``: reset the backbone, fine-tune it end to end with a new head on the labels so far, then
-the pool pass writes features and logits (the trained weights wait beside the store until the round
-commits, so a killed round resumes without training again: :mod:`aloe.embedder.checkpoint`). ``linear``: the frozen backbone's pool features are cached
-in the store once (keyed by the backbone's hash and preprocessing) and a linear head trained on them
-writes the round (:func:`aloe.embedder.linear_round.write_linear_round`).
+the pool pass writes features and logits. The trained weights wait beside the store until the round
+commits, so a killed round resumes without training again (:mod:`aloe.embedder.checkpoint`).
+
+``linear``: the frozen backbone's pool features are cached in the store once (keyed by the backbone's
+hash and preprocessing) and a linear head trained on them writes the round
+(:func:`aloe.embedder.linear_round.write_linear_round`).
 """
 
 from __future__ import annotations
