@@ -81,6 +81,9 @@ class Backbone:
     source: dict[str, Any]
     pretrained_state: dict[str, torch.Tensor] = field(repr=False)
     checkpoint_hash: str = ""
+    _constants: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         self.checkpoint_hash = state_hash(self.pretrained_state)
@@ -91,8 +94,11 @@ class Backbone:
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 ``(B, 3, S, S)`` images (on any device) to the float inputs the module expects."""
-        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
+        if images.device not in self._constants:
+            mean = torch.tensor(self.mean).view(1, -1, 1, 1)
+            std = torch.tensor(self.std).view(1, -1, 1, 1)
+            self._constants[images.device] = (mean.to(images.device), std.to(images.device))
+        mean, std = self._constants[images.device]
         return (images.float() / 255.0 - mean) / std
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
