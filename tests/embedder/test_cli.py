@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from embed_helpers import write_pool
 
@@ -108,3 +109,12 @@ def test_unreadable_images_are_reported_at_the_end(tmp_path, capsys, config):
     code, out, err = _run(capsys, "--config", config, "--store", tmp_path / "p.zarr", "--labels", labels, "--quiet")
     assert code == 0 and "round 0 written" in out
     assert "2 unreadable images skipped (positions 6, 7)" in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_one_line_error(tmp_path, capsys, config):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\n")
+    code, _, err = _run(capsys, "--config", config, "--store", tmp_path / "p.zarr", "--labels", labels,
+                        "--device", "cuda")
+    assert code == 2 and "no CUDA device" in err and not (tmp_path / "p.zarr").exists()
