@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -51,6 +51,9 @@ class RoundView:
         ``(L,)`` int64 indices into ``class_names``.
     class_names
         The known classes ``K_t``.
+    excluded_positions
+        ``(E,)`` int64 positions that are never candidates: images the embedder could not read
+        (their rows hold a placeholder's embedding; the round's ``provenance["skipped"]``).
 
     Construction validates everything and raises :class:`AloeError` on NaN/inf (how many rows and
     the first), a logits width that is not ``len(class_names)``, or positions/classes out of range.
@@ -62,6 +65,7 @@ class RoundView:
     labeled_positions: np.ndarray
     labeled_classes: np.ndarray
     class_names: tuple[str, ...]
+    excluded_positions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def __post_init__(self) -> None:
         coerce = {
@@ -71,6 +75,7 @@ class RoundView:
             "labeled_positions": np.asarray(self.labeled_positions, dtype=np.int64).reshape(-1),
             "labeled_classes": np.asarray(self.labeled_classes, dtype=np.int64).reshape(-1),
             "class_names": tuple(str(name) for name in self.class_names),
+            "excluded_positions": np.asarray(self.excluded_positions, dtype=np.int64).reshape(-1),
         }
         for key, value in coerce.items():
             object.__setattr__(self, key, value)
@@ -104,6 +109,9 @@ class RoundView:
                     f"{int(bad.sum())} labeled class index(es) outside [0, {len(self.class_names)}); "
                     f"first: {classes[bad][0]}"
                 )
+        excluded = self.excluded_positions
+        if len(excluded) and (excluded.min() < 0 or excluded.max() >= n):
+            raise AloeError(f"excluded positions must lie in [0, {n})")
         _first_nonfinite("features", self.features, self.ids)
         _first_nonfinite("logits", self.logits, self.ids)
 
@@ -126,8 +134,10 @@ class RoundView:
 
     @cached_property
     def unlabeled_positions(self) -> np.ndarray:
-        """Sorted int64 positions of the unlabeled items."""
-        return np.flatnonzero(~self.labeled_mask).astype(np.int64)
+        """Sorted int64 positions of the candidates: unlabeled and not excluded."""
+        candidates = ~self.labeled_mask
+        candidates[self.excluded_positions] = False
+        return np.flatnonzero(candidates).astype(np.int64)
 
     @classmethod
     def from_round(cls, reader: Any, ids: np.ndarray) -> RoundView:
@@ -145,4 +155,5 @@ class RoundView:
             labeled_positions=reader.labeled_positions,
             labeled_classes=reader.labeled_classes,
             class_names=tuple(reader.class_names),
+            excluded_positions=reader.provenance.get("skipped", {}).get("positions", []),
         )

@@ -137,3 +137,20 @@ def _naive_badge(view: RoundView, budget: int, seed: int) -> np.ndarray:
 def test_badge_matches_explicit_gradient_embeddings(small_view, seed):
     selection = select_badge(small_view, 10, seed, SelectParams())
     np.testing.assert_array_equal(selection.positions, _naive_badge(small_view, 10, seed))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_excluded_items_are_never_chosen(small_view, name):
+    """Rows of images the embedder could not read are not candidates, whatever the strategy."""
+    candidates = small_view.unlabeled_positions
+    excluded = candidates[::3]
+    view = RoundView(
+        ids=small_view.ids, features=small_view.features, logits=small_view.logits,
+        labeled_positions=small_view.labeled_positions, labeled_classes=small_view.labeled_classes,
+        class_names=small_view.class_names, excluded_positions=excluded,
+    )
+    positions = run_strategy(view, name, 20, seed=2).positions
+    _check_batch(view, positions, 20)
+    assert not np.isin(positions, excluded).any()
+    everything = run_strategy(view, name, len(candidates), seed=2).positions
+    np.testing.assert_array_equal(np.sort(everything), np.setdiff1d(candidates, excluded))

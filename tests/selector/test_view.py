@@ -84,3 +84,17 @@ def test_from_round_reads_the_store_round(tmp_path):
     assert view.class_names == ("a", "b", "c")
     with pytest.raises(AloeError, match="pool has 3 ids"):
         RoundView.from_round(store.round(0), store.ids[:3])
+
+
+def test_from_round_excludes_the_images_the_embedder_skipped(tmp_path):
+    from aloe.store import create_store
+
+    store = create_store(tmp_path / "p.zarr", [f"i{i}" for i in range(12)])
+    writer = store.begin_round(0, feature_dim=3, class_names=["a", "b"], labeled_positions=[0, 1],
+                               labeled_classes=[0, 1], provenance={"skipped": {"count": 2, "positions": [4, 7]}})
+    writer.write(np.ones((12, 3)), np.zeros((12, 2)))
+    writer.commit()
+    view = RoundView.from_round(store.round(0), store.ids)
+    np.testing.assert_array_equal(view.excluded_positions, [4, 7])
+    assert not np.isin([0, 1, 4, 7], view.unlabeled_positions).any()
+    assert len(view.unlabeled_positions) == 8
