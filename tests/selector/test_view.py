@@ -87,8 +87,6 @@ def test_from_round_reads_the_store_round(tmp_path):
 
 
 def test_from_round_excludes_the_images_the_embedder_skipped(tmp_path):
-    from aloe.store import create_store
-
     store = create_store(tmp_path / "p.zarr", [f"i{i}" for i in range(12)])
     writer = store.begin_round(0, feature_dim=3, class_names=["a", "b"], labeled_positions=[0, 1],
                                labeled_classes=[0, 1], provenance={"skipped": {"count": 2, "positions": [4, 7]}})
