@@ -38,9 +38,11 @@ class Curve:
 
 @dataclass(frozen=True)
 class Reach:
-    """Labels needed to reach a number of classes, over seeds (NaN for a seed that never did)."""
+    """Labels needed to reach a number of classes, over seeds (NaN for a seed that never did),
+    and the most labels each seed had."""
 
     per_seed: np.ndarray
+    seed_max: np.ndarray
 
     @property
     def reached(self) -> int:
@@ -52,9 +54,9 @@ class Reach:
         """Mean over seeds; NaN unless every seed reached it."""
         return float(self.per_seed.mean()) if self.reached == len(self.per_seed) else math.nan
 
-    def lower_bound(self, max_labels: float) -> float:
-        """A lower bound on the mean: seeds that never got there count as ``max_labels``."""
-        return float(np.where(np.isfinite(self.per_seed), self.per_seed, max_labels).mean())
+    def lower_bound(self) -> float:
+        """A lower bound on the mean: seeds that never got there count at the most labels they had."""
+        return float(np.where(np.isfinite(self.per_seed), self.per_seed, self.seed_max).mean())
 
 
 def by_run(rows: list[dict]) -> dict[str, dict[int, list[dict]]]:
@@ -83,11 +85,12 @@ def curve(seeds: dict[int, list[dict]], key: str) -> Curve:
 
 def labels_to_reach(seeds: dict[int, list[dict]], n_classes: int) -> Reach:
     """Per seed, the fewest labels at which ``n_classes_discovered >= n_classes``."""
-    found = []
+    found, most = [], []
     for rows in seeds.values():
         hits = [r["n_labeled"] for r in rows if r["n_classes_discovered"] >= n_classes]
         found.append(min(hits) if hits else math.nan)
-    return Reach(np.array(found, dtype=float))
+        most.append(max(r["n_labeled"] for r in rows))
+    return Reach(np.array(found, dtype=float), np.array(most, dtype=float))
 
 
 def total_classes(run_dir: Path, rows: list[dict]) -> int:
@@ -115,22 +118,22 @@ def _plot(runs: dict, key: str, ylabel: str, path: Path, hline: float | None = N
     plt.close(fig)
 
 
-def _cell(reach: Reach, max_labels: float) -> str:
+def _cell(reach: Reach) -> str:
     seeds = len(reach.per_seed)
     if reach.reached == seeds:
         return f"{reach.mean:.0f}"
     if reach.reached == 0:
-        return f"> {max_labels:.0f} (0/{seeds} seeds)"
+        return f"> {reach.lower_bound():.0f} (0/{seeds} seeds)"
     reached = np.nanmean(reach.per_seed)
-    return f"> {reach.lower_bound(max_labels):.0f} ({reach.reached}/{seeds} seeds, those at {reached:.0f})"
+    return f"> {reach.lower_bound():.0f} ({reach.reached}/{seeds} seeds, those at {reached:.0f})"
 
 
-def _saving(reach: Reach, baseline: Reach | None, max_labels: float) -> str:
+def _saving(reach: Reach, baseline: Reach | None) -> str:
     """``1 - labels / baseline labels``; ``>= x%`` when only the baseline fell short (a lower bound)."""
     if baseline is None or math.isnan(reach.mean):
         return "n/a"
     if math.isnan(baseline.mean):
-        return f"≥ {100 * (1 - reach.mean / baseline.lower_bound(max_labels)):.0f}%"
+        return f"≥ {100 * (1 - reach.mean / baseline.lower_bound()):.0f}%"
     return f"{100 * (1 - reach.mean / baseline.mean):.0f}%"
 
 
@@ -176,14 +179,13 @@ def describe_settings(settings: dict) -> str:
 
 def markdown(runs: dict, n_classes: int, title: str, settings: dict | None) -> str:
     """The summary: thresholds table, a table at equal labels, the plots."""
-    max_labels = max(r["n_labeled"] for seeds in runs.values() for rs in seeds.values() for r in rs)
     lines = [f"# {title}", ""]
     if settings:
         lines += [describe_settings(settings), ""]
     lines += [summary_line(runs, n_classes) + ".", ""]
     lines += [f"## Labels needed to discover a share of the {n_classes} classes", "",
               "Mean over seeds. `> M (k/n seeds, those at X)`: only k seeds got there, at X labels on "
-              "average; M is a lower bound on the mean, counting the others at the most labels any run "
+              "average; M is a lower bound on the mean, counting the others at the most labels they "
               f"had. Saving = fewer labels than `{BASELINE}` needs (`≥`: against that lower bound).", ""]
     header = "| strategy | seeds | " + " | ".join(f"{int(f * 100)}%" for f in FRACTIONS)
     header += " | " + " | ".join(f"saving at {int(f * 100)}%" for f in FRACTIONS) + " |"
@@ -194,8 +196,8 @@ def markdown(runs: dict, n_classes: int, title: str, settings: dict | None) -> s
             [labels_to_reach(runs[BASELINE], math.ceil(f * n_classes)) for f in FRACTIONS]
             if BASELINE in runs else [None] * len(FRACTIONS)
         )
-        cells = [_cell(r, max_labels) for r in reaches]
-        cells += [_saving(r, b, max_labels) for r, b in zip(reaches, base, strict=True)]
+        cells = [_cell(r) for r in reaches]
+        cells += [_saving(r, b) for r, b in zip(reaches, base, strict=True)]
         lines.append(f"| {strategy} | {len(seeds)} | " + " | ".join(cells) + " |")
     common = common_labels(runs)
     lines += ["", f"## At {common:.0f} labels (the most every strategy reached)", "",

@@ -99,7 +99,11 @@ def test_equal_labels_table_compares_strategies_where_all_have_data(tmp_path):
     # aloe stops at 30 labels, random goes on to 50: the table is taken at 30
     rows = _rows("aloe", 0, [3, 5, 9]) + _rows("random", 0, [2, 4, 5, 7, 9])
     write_metrics(tmp_path / "metrics.csv", rows)
+    (tmp_path / "simulation.json").write_text(json.dumps({"n_classes": 10}))
     text = write_report(tmp_path).read_text()
+    # bounds use each strategy's own labels: aloe never got to 100% within its 30
+    assert "| aloe | 1 | 20 | 30 | > 30 (0/1 seeds) | 33% | 40% | n/a |" in text
+    assert "| random | 1 | 30 | 50 | > 50 (0/1 seeds) |" in text
     assert "## At 30 labels (the most every strategy reached)" in text
     assert "| aloe | 9.0 ± 0.0 | 0.900 ± 0.000 | 0.900 ± 0.000 | 0.015 |" in text
     assert "| random | 5.0 ± 0.0 | 0.500 ± 0.000 | 0.900 ± 0.000 | 0.015 |" in text
