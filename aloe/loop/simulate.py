@@ -189,16 +189,20 @@ class Run:
         return seconds
 
     def run(self, rounds: int, tick: Callable[[], None]) -> list[dict]:
-        """Bring the run to ``rounds`` selection rounds; ``tick`` after each finished round."""
+        """Bring the run to ``rounds`` selection rounds (fewer once the whole pool is labeled);
+        ``tick`` after each round."""
         self.ensure_initial()
         rows = {row["round"]: row for row in self.rows()}
         select_seconds = 0.0
         for t in range(rounds + 1):
+            if self.ledger.last_round() < t:  # the pool ran out of unlabeled items
+                tick()
+                continue
             self.ensure_round(t)
             if t not in rows:
                 rows[t] = self.metrics_row(t, select_seconds)
                 write_metrics(self.metrics_path, rows.values())
-            if t < rounds:
+            if t < rounds and rows[t]["n_labeled"] < len(self.pool.ids):
                 select_seconds = self.ensure_batch(t)
             tick()
         return [rows[t] for t in sorted(rows)]

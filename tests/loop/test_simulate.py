@@ -163,3 +163,13 @@ def test_progress_shows_rounds_items_per_second_and_time_left(pool_npz, tmp_path
     assert "random seed 0" in err and "2/2" in err and "items/s" in err and "<00:00" in err
     assert run_cli(simulate_command, [*argv, "--rounds", "2", "--quiet"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_a_run_stops_when_the_pool_is_all_labeled(pool_npz, tmp_path):
+    argv = ["--features", str(pool_npz), "--out", str(tmp_path / "o"), "--strategy", "aloe", "--initial", "190",
+            "--budget", "5", "--rounds", "4", "--seeds", "0", "--epochs", "1", "--quiet"]
+    assert run_cli(simulate_command, argv) == 0
+    _, rows = read_rows(tmp_path / "o" / "metrics.csv")
+    assert [(int(r["round"]), int(r["n_labeled"])) for r in rows] == [(0, 190), (1, 195), (2, 197)]
+    assert run_cli(simulate_command, argv) == 0  # a rerun has nothing left to do
+    assert read_rows(tmp_path / "o" / "metrics.csv")[1] == rows
