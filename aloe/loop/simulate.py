@@ -140,6 +140,8 @@ class Run:
         return self.store.position_of(list(labels)), classes, names
 
     def _head(self, positions: np.ndarray, classes: np.ndarray, names: list[str]):
+        """Round ``t``'s head again: the same rows, settings and seed as :meth:`ensure_round` gave
+        ``write_linear_round`` (which keeps its head to itself), so the same weights on a CPU."""
         return fit_linear_head(
             self.pool.features[positions], classes, len(names), seed=self.seed, **self.settings.head.model_dump()
         )
