@@ -125,8 +125,8 @@ def rank_clusters(
     return ratios, nonempty[order]
 
 
-def most_ood_member(assignment: np.ndarray, scores: np.ndarray, positions: np.ndarray, k: int) -> np.ndarray:
-    """Step 6: for each cluster, the position of its member with the highest ``o`` (-1 if empty).
+def best_member(assignment: np.ndarray, scores: np.ndarray, positions: np.ndarray, k: int) -> np.ndarray:
+    """Step 6: for each cluster, the position of its member with the highest ``scores`` (-1 if empty).
 
     Ties go to the lower position. Two O(N) scatter-reductions (highest score per cluster, then the
     lowest position among the members that reach it), no sort.
@@ -160,7 +160,7 @@ def select_aloe(view: RoundView, budget: int, seed: int, params: SelectParams) -
     assignment = result.assignment
     unlabeled_scores = scored.scores[unlabeled]
     ratios, ranked = rank_clusters(assignment, unlabeled_scores, scored.flagged[unlabeled], k)
-    best = most_ood_member(assignment, unlabeled_scores, unlabeled, k)
+    best = best_member(assignment, unlabeled_scores, unlabeled, k)
     chosen = best[ranked[:budget]]
     notes = [*scored.notes, *result.notes, f"k-means backend {result.backend}"]
     if len(chosen) < budget:
@@ -222,18 +222,16 @@ def select_kmeans(view: RoundView, budget: int, seed: int, params: SelectParams)
     result = cluster_unlabeled(view, budget, seed, params, timings)
     started = time.perf_counter()
     assignment = result.assignment
-    order = np.lexsort((unlabeled, result.sq_distance, assignment))
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = assignment[order][1:] != assignment[order][:-1]
-    nearest_cluster, nearest = assignment[order][first], unlabeled[order][first]
-    sizes = np.bincount(assignment, minlength=budget)[nearest_cluster]
-    chosen = nearest[np.lexsort((nearest_cluster, -sizes))]
+    nearest = best_member(assignment, -result.sq_distance, unlabeled, budget)
+    nonempty = np.flatnonzero(nearest >= 0)
+    sizes = np.bincount(assignment, minlength=budget)[nonempty]
+    chosen = nearest[nonempty][np.lexsort((nonempty, -sizes))]
     notes = [*result.notes, f"k-means backend {result.backend}"]
     if len(chosen) < budget:
         rest = np.setdiff1d(unlabeled, chosen, assume_unique=True)
         fill = np.random.default_rng(seed).choice(rest, budget - len(chosen), replace=False)
         chosen = np.concatenate([chosen, fill])
-        notes.append(f"only {len(nearest)} non-empty clusters: filled {len(fill)} at random")
+        notes.append(f"only {len(nonempty)} non-empty clusters: filled {len(fill)} at random")
     timings["rank"] = time.perf_counter() - started
     clusters = np.full(view.n_items, -1, dtype=np.int64)
     clusters[unlabeled] = assignment

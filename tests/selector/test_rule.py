@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from selector_helpers import build_view
 
 from aloe.selector.config import SelectParams
-from aloe.selector.rule import most_ood_member, rank_clusters, select_aloe, select_kmeans, select_ood
+from aloe.selector.rule import best_member, rank_clusters, select_aloe, select_kmeans, select_ood
 from aloe.selector.strategies import run_strategy
 from aloe.selector.view import RoundView
 
@@ -55,7 +55,7 @@ def test_cluster_ties_break_by_mean_score_then_id():
     ratios, ranked = rank_clusters(assignment, scores, flagged, 5)  # cluster 4 is empty
     np.testing.assert_allclose(ratios, [0.5, 0.5, 0.5, 0.0, 0.0])
     np.testing.assert_array_equal(ranked, [1, 0, 2, 3])
-    best = most_ood_member(assignment, scores, np.arange(10, 17), 5)
+    best = best_member(assignment, scores, np.arange(10, 17), 5)
     np.testing.assert_array_equal(best, [11, 12, 14, 16, -1])
 
 
