@@ -28,7 +28,11 @@ DEFAULT_BLOCK_ROWS = 16_384
 
 
 class FeatureSource(Protocol):
-    """Anything with row-gathering and block iteration over ``(N, D)`` features."""
+    """Anything with row-gathering and block iteration over ``(N, D)`` features.
+
+    ``features(rows)`` returns the rows in the order asked, repeats included (the store's readers
+    and :class:`ArrayFeatures` both do).
+    """
 
     def features(self, rows: np.ndarray | None = None) -> np.ndarray: ...
 
@@ -51,14 +55,6 @@ class ArrayFeatures:
         """Yield ``(start, block)`` of float32 rows."""
         for start in range(0, len(self._features), self._block_rows):
             yield start, np.asarray(self._features[start : start + self._block_rows], dtype=np.float32)
-
-
-def _gather(source: FeatureSource, positions: np.ndarray) -> np.ndarray:
-    """Rows at ``positions`` in the given order, read in sorted order (what chunked stores like)."""
-    if len(positions) == 0:
-        return np.asarray(source.features(np.sort(positions)), dtype=np.float32)
-    unique, inverse = np.unique(positions, return_inverse=True)
-    return np.asarray(source.features(unique), dtype=np.float32)[inverse]
 
 
 def write_linear_round(
@@ -111,7 +107,7 @@ def write_linear_round(
     started = time.perf_counter()
     settings = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size}
     head = fit_linear_head(
-        _gather(feature_reader, positions), classes, len(class_names), seed=seed, device=device, **settings
+        np.asarray(feature_reader.features(positions), dtype=np.float32), classes, len(class_names), seed=seed, device=device, **settings
     )
     trained = time.perf_counter()
 
