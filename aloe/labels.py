@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from aloe.errors import AloeError
+from aloe.internal.csvfile import read_csv_rows
 
 
 def _first_few(items: Iterable[str], n: int = 3) -> str:
@@ -26,21 +26,17 @@ def read_labels(path: str | Path) -> dict[str, str]:
     path = Path(path)
     if not path.is_file():
         raise AloeError(f"labels file not found: {path}")
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        fields = reader.fieldnames or []
-        if "id" not in fields or "label" not in fields:
-            raise AloeError(f"{path}: expected a header with columns 'id' and 'label', got {fields}")
-        labels: dict[str, str] = {}
-        empty: list[str] = []
-        conflicts: list[str] = []
-        for line, row in enumerate(reader, start=2):
-            item, label = (row["id"] or "").strip(), (row["label"] or "").strip()
-            if not item or not label:
-                empty.append(f"line {line}")
-                continue
-            if labels.setdefault(item, label) != label:
-                conflicts.append(item)
+    _, rows = read_csv_rows(path, ("id", "label"))
+    labels: dict[str, str] = {}
+    empty: list[str] = []
+    conflicts: list[str] = []
+    for line, row in rows:
+        item, label = (row["id"] or "").strip(), (row["label"] or "").strip()
+        if not item or not label:
+            empty.append(f"line {line}")
+            continue
+        if labels.setdefault(item, label) != label:
+            conflicts.append(item)
     if empty:
         raise AloeError(f"{path}: empty id or label at {_first_few(empty)}")
     if conflicts:

@@ -14,7 +14,6 @@ file cannot be read; the pool pass skips such items). Build one from a config wi
 
 from __future__ import annotations
 
-import csv
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from pydantic import Field
 from aloe.config import StrictModel
 from aloe.data.longtail import longtail_subsample
 from aloe.errors import AloeError
+from aloe.internal.csvfile import read_csv_rows
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
@@ -138,12 +138,8 @@ def manifest_source(path: Path) -> FileImageSource:
     """Read an ``id,path[,label]`` CSV; relative paths are resolved against the CSV's folder."""
     if not path.is_file():
         raise AloeError(f"manifest not found: {path}")
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        fields = reader.fieldnames or []
-        if "id" not in fields or "path" not in fields:
-            raise AloeError(f"{path}: expected a header with columns 'id' and 'path', got {fields}")
-        rows = list(reader)
+    fields, numbered = read_csv_rows(path, ("id", "path"))
+    rows = [row for _, row in numbered]
     has_labels = "label" in fields
     ids = [row["id"].strip() for row in rows]
     if any(not i for i in ids):

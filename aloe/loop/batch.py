@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aloe.errors import AloeError
+from aloe.internal.csvfile import read_csv_rows
 from aloe.loop.labelstudio import Annotation, read_export
 from aloe.loop.ledger import Ledger
 
@@ -36,15 +37,11 @@ def read_batch(path: str | Path) -> list[dict[str, str]]:
 
 def read_answers_csv(path: Path) -> list[Annotation]:
     """``id,label`` rows with their line numbers (empty labels kept, for the check to report)."""
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        fields = reader.fieldnames or []
-        if "id" not in fields or "label" not in fields:
-            raise AloeError(f"{path}: expected a header with columns 'id' and 'label', got {fields}")
-        return [
-            Annotation((row["id"] or "").strip(), (row["label"] or "").strip(), f"line {line}")
-            for line, row in enumerate(reader, start=2)
-        ]
+    _, rows = read_csv_rows(path, ("id", "label"))
+    return [
+        Annotation((row["id"] or "").strip(), (row["label"] or "").strip(), f"line {line}")
+        for line, row in rows
+    ]
 
 
 def read_answers(path: str | Path) -> tuple[list[Annotation], int]:
