@@ -11,17 +11,9 @@ from aloe.data.sources import DataConfig
 from aloe.embedder.backbones import BackboneConfig
 from aloe.embedder.device import DeviceChoice
 from aloe.embedder.finetune import FinetuneConfig
+from aloe.embedder.head import LinearHeadConfig
 
 Mode = Literal["finetune", "linear"]
-
-
-class LinearHeadConfig(StrictModel):
-    """``linear`` mode: AdamW on a linear head over cached frozen features."""
-
-    epochs: int = Field(100, ge=0)
-    lr: float = Field(1e-2, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    batch_size: int = Field(256, ge=1)
 
 
 class PoolConfig(StrictModel):

@@ -10,9 +10,21 @@ import warnings
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
+from aloe.config import StrictModel
 from aloe.errors import AloeError
+
+
+class LinearHeadConfig(StrictModel):
+    """``linear`` mode's head training: AdamW over cached frozen features (the settings of
+    :func:`fit_linear_head`)."""
+
+    epochs: int = Field(100, ge=0)
+    lr: float = Field(1e-2, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    batch_size: int = Field(256, ge=1)
 
 
 def fit_linear_head(

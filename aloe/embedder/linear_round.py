@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from aloe.embedder.head import fit_linear_head, head_logits
+from aloe.embedder.head import LinearHeadConfig, fit_linear_head, head_logits
 from aloe.errors import AloeError
 from aloe.labels import check_known_ids, class_indices, read_labels
 
@@ -65,10 +65,7 @@ def write_linear_round(
     labeled_classes: np.ndarray,
     class_names: list[str],
     *,
-    epochs: int = 100,
-    lr: float = 1e-2,
-    weight_decay: float = 1e-4,
-    batch_size: int = 256,
+    head: LinearHeadConfig | None = None,
     seed: int = 0,
     device: str = "cpu",
     provenance: dict[str, Any] | None = None,
@@ -89,8 +86,9 @@ def write_linear_round(
         Pool positions of the labeled items and their indices into ``class_names``.
     class_names
         The known classes ``K_t``; the head has ``len(class_names)`` outputs.
-    epochs, lr, weight_decay, batch_size, seed, device
-        Head training settings (see :func:`aloe.embedder.head.fit_linear_head`).
+    head, seed, device
+        Head training settings (default :class:`~aloe.embedder.head.LinearHeadConfig`), seed and
+        torch device (see :func:`aloe.embedder.head.fit_linear_head`).
     provenance
         Extra provenance merged over what this function records (mode, head settings, timings).
     feature_dtype, chunk_rows
@@ -105,9 +103,10 @@ def write_linear_round(
         raise AloeError(f"labeled positions must lie in [0, {n_items})")
 
     started = time.perf_counter()
-    settings = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size}
-    head = fit_linear_head(
-        np.asarray(feature_reader.features(positions), dtype=np.float32), classes, len(class_names), seed=seed, device=device, **settings
+    settings = (head or LinearHeadConfig()).model_dump()
+    head_model = fit_linear_head(
+        np.asarray(feature_reader.features(positions), dtype=np.float32), classes, len(class_names),
+        seed=seed, device=device, **settings,
     )
     trained = time.perf_counter()
 
@@ -120,7 +119,7 @@ def write_linear_round(
         **(provenance or {}),
     }
     begin = {
-        "feature_dim": head.in_features,
+        "feature_dim": head_model.in_features,
         "class_names": list(class_names),
         "labeled_positions": positions,
         "labeled_classes": classes,
@@ -136,7 +135,7 @@ def write_linear_round(
         if end <= done:
             continue
         block = np.asarray(block[max(done - start, 0) :], dtype=np.float32)
-        writer.write(block, head_logits(head, block))
+        writer.write(block, head_logits(head_model, block))
         done = end
     if done != n_items:
         writer.abort()
@@ -266,10 +265,7 @@ def embed_from_features(
         positions,
         classes,
         names,
-        epochs=epochs,
-        lr=lr,
-        weight_decay=weight_decay,
-        batch_size=batch_size,
+        head=LinearHeadConfig(epochs=epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size),
         seed=seed,
         provenance={"source": "features", "npz": str(npz_path), "npz_sha256_16": npz_digest(npz_path)},
     )

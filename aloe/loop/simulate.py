@@ -26,8 +26,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from aloe.config import StrictModel
-from aloe.embedder.config import LinearHeadConfig
-from aloe.embedder.head import fit_linear_head, head_logits
+from aloe.embedder.head import LinearHeadConfig, fit_linear_head, head_logits
 from aloe.embedder.linear_round import ArrayFeatures, write_linear_round
 from aloe.errors import AloeError
 from aloe.labels import class_indices
@@ -153,8 +152,7 @@ class Run:
         positions, classes, names = self._labeled(t)
         write_linear_round(
             self.store, t, self.features, positions, classes, names, seed=self.seed,
-            provenance={"simulation": {"strategy": self.strategy, "ledger_round": t}},
-            **self.settings.head.model_dump(),
+            head=self.settings.head, provenance={"simulation": {"strategy": self.strategy, "ledger_round": t}},
         )
 
     def metrics_row(self, t: int, select_seconds: float) -> dict:
