@@ -81,11 +81,16 @@ class RowReader:
         self._node = node
         self.label = label
         self.attrs = node.attrs()
+        self._names = set(node.array_names())  # published nodes never change: list them once
+        self._info: dict[str, tuple[tuple[int, ...], np.dtype, int]] = {}
 
     def _require(self, name: str) -> tuple[tuple[int, ...], np.dtype, int]:
-        if name not in self._node.array_names():
+        """Shape, dtype and chunk rows of array ``name``; :class:`AloeError` if it is missing."""
+        if name not in self._names:
             raise AloeError(f"{self.label}: array '{name}' is missing")
-        return self._node.info(name)
+        if name not in self._info:
+            self._info[name] = self._node.info(name)
+        return self._info[name]
 
     @property
     def n_items(self) -> int:
@@ -131,10 +136,9 @@ class RowReader:
 
     def iter_blocks(self, block_rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(start, features_block)`` as float32, ``block_rows`` (default: a chunk) at a time."""
-        step = block_rows or self.chunk_rows
-        for start in range(0, self.n_items, step):
-            stop = min(start + step, self.n_items)
-            yield start, cast(self._node.read("features", start, stop), np.float32)
+        step, n = block_rows or self.chunk_rows, self.n_items
+        for start in range(0, n, step):
+            yield start, cast(self._node.read("features", start, min(start + step, n)), np.float32)
 
     def close(self) -> None:
         """Release the node's file handles."""
@@ -149,7 +153,7 @@ class RoundReader(RowReader):
         self.t = t
         for name in ROUND_ARRAYS:
             self._require(name)
-        (n_feat, _), (n_logit, width) = self._node.info("features")[0], self._node.info("logits")[0]
+        (n_feat, _), (n_logit, width) = self._require("features")[0], self._require("logits")[0]
         self.class_names: list[str] = list(self.attrs.get("class_names", []))
         self.labeled_positions = self._node.read("labeled_positions").astype(np.int64)
         self.labeled_classes = self._node.read("labeled_classes").astype(np.int64)
