@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -58,3 +60,31 @@ def class_indices(labels: Iterable[str]) -> tuple[list[str], np.ndarray]:
     names = sorted(set(labels))
     index = {name: i for i, name in enumerate(names)}
     return names, np.array([index[label] for label in labels], dtype=np.int64)
+
+
+class PoolIndex(Protocol):
+    """Anything that maps pool ids to positions (a :class:`~aloe.store.Store`)."""
+
+    def position_of(self, ids: Iterable[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class LabeledSet:
+    """The items labeled so far as a round uses them: known classes, each item's class and position.
+
+    ``names`` are the known classes ``K_t`` (sorted); ``classes[i]`` indexes ``names`` and
+    ``positions[i]`` is the pool position of the ``i``-th labeled item.
+    """
+
+    names: list[str]
+    classes: np.ndarray
+    positions: np.ndarray
+
+    @classmethod
+    def from_labels(cls, labels: Mapping[str, str], pool: PoolIndex) -> LabeledSet:
+        """Build it from ``{id: label}``; ``pool.position_of`` raises for ids outside the pool."""
+        names, classes = class_indices(labels.values())
+        return cls(names, classes, pool.position_of(list(labels)))
+
+    def __len__(self) -> int:
+        return len(self.positions)

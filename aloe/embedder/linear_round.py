@@ -12,7 +12,6 @@ Two entry points:
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +19,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from aloe.data.npz import load_features_npz, npz_digest, npz_ids
 from aloe.embedder.head import LinearHeadConfig, fit_linear_head, head_logits
 from aloe.errors import AloeError
-from aloe.labels import check_known_ids, class_indices, read_labels
+from aloe.labels import LabeledSet, check_known_ids, read_labels
 
 DEFAULT_BLOCK_ROWS = 16_384
 
@@ -61,9 +61,7 @@ def write_linear_round(
     store: Any,
     t: int,
     feature_reader: FeatureSource,
-    labeled_positions: np.ndarray,
-    labeled_classes: np.ndarray,
-    class_names: list[str],
+    labeled: LabeledSet,
     *,
     head: LinearHeadConfig | None = None,
     seed: int = 0,
@@ -82,10 +80,8 @@ def write_linear_round(
         Round number to write. A partially written round ``t`` is resumed.
     feature_reader
         Feature source: ``.features(rows)`` and ``.iter_blocks()`` yielding ``(start, features, ...)``.
-    labeled_positions, labeled_classes
-        Pool positions of the labeled items and their indices into ``class_names``.
-    class_names
-        The known classes ``K_t``; the head has ``len(class_names)`` outputs.
+    labeled
+        The labeled items' pool positions and classes; the head has one output per known class.
     head, seed, device
         Head training settings (default :class:`~aloe.embedder.head.LinearHeadConfig`), seed and
         torch device (see :func:`aloe.embedder.head.fit_linear_head`).
@@ -94,8 +90,9 @@ def write_linear_round(
     feature_dtype, chunk_rows
         Passed to ``store.begin_round``.
     """
-    positions = np.asarray(labeled_positions, dtype=np.int64)
-    classes = np.asarray(labeled_classes, dtype=np.int64)
+    positions = np.asarray(labeled.positions, dtype=np.int64)
+    classes = np.asarray(labeled.classes, dtype=np.int64)
+    class_names = labeled.names
     if positions.shape != classes.shape:
         raise AloeError(f"{len(positions)} labeled positions but {len(classes)} labeled classes")
     n_items = int(store.n_items)
@@ -141,51 +138,6 @@ def write_linear_round(
         writer.abort()
         raise AloeError(f"feature source gave {done} rows, the store holds {n_items}")
     writer.commit()
-
-
-def npz_digest(path: str | Path) -> str:
-    """Content hash of a file (sha256, first 16 hex digits): the feature-cache key of an npz."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
-
-
-def _read_npz(path: str | Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """The arrays ``keys`` of an npz (members load lazily: only these are read)."""
-    path = Path(path)
-    if not path.is_file():
-        raise AloeError(f"features file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [key for key in keys if key not in data.files]
-            if missing:
-                raise AloeError(f"{path}: missing array(s) {missing}; it holds {sorted(data.files)}")
-            return {key: np.asarray(data[key]) for key in keys}
-    except (ValueError, OSError) as exc:
-        raise AloeError(f"{path}: not a readable npz file ({exc})") from None
-
-
-def npz_ids(path: str | Path) -> np.ndarray:
-    """Only the ``ids`` of an npz, as str (:func:`load_features_npz` checks them with the features)."""
-    return _read_npz(path, ("ids",))["ids"].astype(str)
-
-
-def load_features_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read and check ``ids`` and ``features`` from an npz; return ``(ids as str, features float32)``."""
-    arrays = _read_npz(path, ("ids", "features"))
-    ids, features = arrays["ids"].astype(str), arrays["features"].astype(np.float32, copy=False)
-    if ids.ndim != 1 or features.ndim != 2 or len(ids) != len(features):
-        shapes = f"{ids.shape} and {features.shape}"
-        raise AloeError(f"{path}: need ids (N,) and features (N, D), got {shapes}")
-    if len(np.unique(ids)) != len(ids):
-        raise AloeError(f"{path}: ids are not unique")
-    bad = ~np.isfinite(features).all(axis=1)
-    if bad.any():
-        first = int(np.argmax(bad))
-        raise AloeError(f"{path}: {int(bad.sum())} feature rows hold NaN or inf (first: row {first})")
-    return ids, features
 
 
 def import_features_npz(store: Any, npz_path: str | Path) -> Any:
@@ -252,19 +204,13 @@ def embed_from_features(
         store = create_store(store_path, ids, meta={"source": "features", "npz": Path(npz_path).name})
     check_known_ids(labels, store.ids, str(labels_csv))
     cache = import_features_npz(store, npz_path)
-    names, classes = class_indices(labels.values())
-    positions = store.position_of(list(labels.keys()))
-
-    if round is None:
-        rounds = store.rounds()
-        round = int(rounds[-1]) + 1 if len(rounds) else 0
+    labeled = LabeledSet.from_labels(labels, store)
+    round = store.next_round() if round is None else round
     write_linear_round(
         store,
         round,
         cache,
-        positions,
-        classes,
-        names,
+        labeled,
         head=LinearHeadConfig(epochs=epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size),
         seed=seed,
         provenance={"source": "features", "npz": str(npz_path), "npz_sha256_16": npz_digest(npz_path)},

@@ -35,7 +35,7 @@ from aloe.embedder.linear_round import write_linear_round
 from aloe.embedder.poolpass import PassReport, model_encoder, run_pool_pass
 from aloe.embedder.transforms import eval_transform
 from aloe.errors import AloeError
-from aloe.labels import check_known_ids, class_indices, read_labels
+from aloe.labels import LabeledSet, check_known_ids, read_labels
 from aloe.store import Store, create_store, open_store
 
 
@@ -147,30 +147,27 @@ def embed_round(cfg: EmbedConfig, store_path: str | Path, labels_path: str | Pat
     device = resolve_device(cfg.device)
     backbone = build_backbone(cfg.backbone)
     store = open_or_create_store(Path(store_path), source)
-    rounds = store.rounds()
-    t = (rounds[-1] + 1 if rounds else 0) if t is None else t
-    if t in rounds:
+    t = store.next_round() if t is None else t
+    if t in store.rounds():
         raise AloeError(f"{store_path}: round {t} already exists (rounds are immutable); "
-                        f"use --round {rounds[-1] + 1} or omit --round")
-    names, classes = class_indices(labels.values())
-    positions = store.position_of(labels.keys())
+                        f"use --round {store.next_round()} or omit --round")
+    labeled = LabeledSet.from_labels(labels, store)
     provenance: dict[str, Any] = {
         "mode": cfg.mode, "backbone": backbone.describe(), "dataset": source.describe(), "seed": cfg.seed,
         "device": str(device), "pool": cfg.pool.model_dump(), "n_labeled": len(labels),
         "versions": versions(), "config": cfg.model_dump(mode="json"),
     }
-    summary = RoundSummary(t, cfg.mode, store.n_items, len(labels), len(names))
+    summary = RoundSummary(t, cfg.mode, store.n_items, len(labeled), len(labeled.names))
     summary.timings_s["setup"] = time.perf_counter() - started
 
     runner = _linear_round if cfg.mode == "linear" else _finetune_round
-    runner(cfg, store, Path(store_path), source, backbone, t, positions, classes, names, device, provenance,
-           summary, quiet)
+    runner(cfg, store, Path(store_path), source, backbone, t, labeled, device, provenance, summary, quiet)
     summary.timings_s["total"] = time.perf_counter() - started
     return summary
 
 
 def _linear_round(cfg: EmbedConfig, store: Store, store_path: Path, source: ImageSource, backbone: Backbone,
-                  t: int, positions, classes, names: list[str], device: torch.device, provenance: dict[str, Any],
+                  t: int, labeled: LabeledSet, device: torch.device, provenance: dict[str, Any],
                   summary: RoundSummary, quiet: bool) -> None:
     """Frozen pool features (cached once), a linear head on them, the round written."""
     cache, skipped, report = frozen_cache(store, backbone, source, cfg, device, quiet)
@@ -179,7 +176,7 @@ def _linear_round(cfg: EmbedConfig, store: Store, store_path: Path, source: Imag
     provenance.update(linear_head=lin.model_dump(), feature_cache=cache_key(backbone),
                       skipped=_skipped_record(source, skipped))
     mark = time.perf_counter()
-    write_linear_round(store, t, cache, positions, classes, names, head=lin, seed=cfg.seed,
+    write_linear_round(store, t, cache, labeled, head=lin, seed=cfg.seed,
                        device=str(device), provenance=provenance, feature_dtype=cfg.pool.feature_dtype,
                        chunk_rows=cfg.pool.chunk_rows)
     summary.timings_s["head_and_write"] = time.perf_counter() - mark
@@ -188,10 +185,11 @@ def _linear_round(cfg: EmbedConfig, store: Store, store_path: Path, source: Imag
 
 
 def _finetune_round(cfg: EmbedConfig, store: Store, store_path: Path, source: ImageSource, backbone: Backbone,
-                    t: int, positions, classes, names: list[str], device: torch.device,
+                    t: int, labeled: LabeledSet, device: torch.device,
                     provenance: dict[str, Any], summary: RoundSummary, quiet: bool) -> None:
     """Fine-tune backbone + head (or reload them after a crash), then the pool pass into round ``t``."""
     mark = time.perf_counter()
+    positions, classes, names = labeled.positions, labeled.classes, labeled.names
     key = training_key(backbone, positions, classes, names, cfg.finetune.model_dump(), cfg.seed)
     checkpoint = checkpoint_path(store_path, t)
     loaded = load_trained(checkpoint, key, backbone, len(names), device)

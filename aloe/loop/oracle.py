@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aloe.embedder.linear_round import npz_digest
+from aloe.data.npz import npz_digest, read_npz
 from aloe.errors import AloeError
 
 TEST_FRACTION = 0.2
@@ -121,13 +121,7 @@ def _names(values: np.ndarray, classes: np.ndarray | None, key: str, source: str
 def load_npz_pool(path: str | Path, split_seed: int = 0) -> OraclePool:
     """An :class:`OraclePool` from a cached-features npz (see the module docstring)."""
     path = Path(path)
-    if not path.is_file():
-        raise AloeError(f"features file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (ValueError, OSError) as exc:
-        raise AloeError(f"{path}: not a readable npz file ({exc})") from None
+    arrays = read_npz(path)
     missing = [key for key in ("features", "labels") if key not in arrays]
     if missing:
         raise AloeError(f"{path}: missing array(s) {missing}; it holds {sorted(arrays)}")

@@ -29,7 +29,7 @@ from aloe.config import StrictModel
 from aloe.embedder.head import LinearHeadConfig, fit_linear_head, head_logits
 from aloe.embedder.linear_round import ArrayFeatures, write_linear_round
 from aloe.errors import AloeError
-from aloe.labels import class_indices
+from aloe.labels import LabeledSet
 from aloe.loop.ledger import Ledger
 from aloe.loop.metrics import balanced_accuracies, predict, read_metrics, write_metrics
 from aloe.loop.oracle import OraclePool
@@ -133,41 +133,39 @@ class Run:
             positions = rng.choice(len(self.pool.ids), size=n, replace=False)
             self.ledger.append(self.pool.oracle(positions), 0, "initial")
 
-    def _labeled(self, t: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        labels = self.ledger.labels(up_to_round=t)
-        names, classes = class_indices(labels.values())
-        return self.store.position_of(list(labels)), classes, names
+    def _labeled(self, t: int) -> LabeledSet:
+        return LabeledSet.from_labels(self.ledger.labels(up_to_round=t), self.store)
 
-    def _head(self, positions: np.ndarray, classes: np.ndarray, names: list[str]):
+    def _head(self, labeled: LabeledSet):
         """Round ``t``'s head again: the same rows, settings and seed as :meth:`ensure_round` gave
         ``write_linear_round`` (which keeps its head to itself), so the same weights on a CPU."""
         return fit_linear_head(
-            self.pool.features[positions], classes, len(names), seed=self.seed, **self.settings.head.model_dump()
+            self.pool.features[labeled.positions], labeled.classes, len(labeled.names), seed=self.seed,
+            **self.settings.head.model_dump(),
         )
 
     def ensure_round(self, t: int) -> None:
         """Write store round ``t`` (the linear head on the ledger's rounds ``<= t``) if missing."""
         if t in self.store.rounds():
             return
-        positions, classes, names = self._labeled(t)
         write_linear_round(
-            self.store, t, self.features, positions, classes, names, seed=self.seed,
+            self.store, t, self.features, self._labeled(t), seed=self.seed,
             head=self.settings.head, provenance={"simulation": {"strategy": self.strategy, "ledger_round": t}},
         )
 
     def metrics_row(self, t: int, select_seconds: float) -> dict:
         """The metrics of round ``t``: labels, classes, test balanced accuracies of its head."""
-        positions, classes, names = self._labeled(t)
-        logits = head_logits(self._head(positions, classes, names), self.pool.test_features)
-        balanced, known = balanced_accuracies(self.pool.test_labels, predict(logits, names), names)
+        labeled = self._labeled(t)
+        logits = head_logits(self._head(labeled), self.pool.test_features)
+        balanced, known = balanced_accuracies(self.pool.test_labels, predict(logits, labeled.names), labeled.names)
         before = set(self.ledger.labels(up_to_round=t - 1).values()) if t > 0 else set()
         batch = {e.label for e in self.ledger.entries() if e.round == t}
         return {
             "strategy": self.strategy,
             "seed": self.seed,
             "round": t,
-            "n_labeled": len(positions),
-            "n_classes_discovered": len(names),
+            "n_labeled": len(labeled),
+            "n_classes_discovered": len(labeled.names),
             "n_new_classes_in_batch": len(batch - before),
             "balanced_accuracy": balanced,
             "known_balanced_accuracy": known,

@@ -395,6 +395,11 @@ class Store:
             raise AloeError(f"{self.path}: no complete round yet (run aloe-embed first)")
         return rounds[-1]
 
+    def next_round(self) -> int:
+        """The number a new round gets: one past the newest complete round, 0 for a new store."""
+        rounds = self.rounds()
+        return rounds[-1] + 1 if rounds else 0
+
     def round(self, t: int) -> RoundReader:
         """Open complete round ``t``; a clear :class:`AloeError` if it is missing or incomplete."""
         if t not in self.rounds():

@@ -7,8 +7,10 @@ import pytest
 
 from aloe.data.synthetic import make_pool
 from aloe.embedder.head import LinearHeadConfig, fit_linear_head, head_logits
-from aloe.embedder.linear_round import ArrayFeatures, embed_from_features, npz_digest, write_linear_round
+from aloe.data.npz import npz_digest
+from aloe.embedder.linear_round import ArrayFeatures, embed_from_features, write_linear_round
 from aloe.errors import AloeError
+from aloe.labels import LabeledSet
 from aloe.store import create_store, open_store
 
 
@@ -27,8 +29,8 @@ def test_write_linear_round_streams_the_head_logits(tmp_path, pool):
     store = create_store(tmp_path / "s.zarr", pool.ids)
     positions = np.flatnonzero(pool.labels < 3)[::4]
     classes = pool.labels[positions]
-    write_linear_round(store, 0, ArrayFeatures(pool.features, block_rows=13), positions, classes,
-                       ["a", "b", "c"], head=LinearHeadConfig(epochs=10), seed=4, feature_dtype="float32", chunk_rows=16,
+    write_linear_round(store, 0, ArrayFeatures(pool.features, block_rows=13),
+                       LabeledSet(["a", "b", "c"], classes, positions), head=LinearHeadConfig(epochs=10), seed=4, feature_dtype="float32", chunk_rows=16,
                        provenance={"note": "test"})
     reader = store.round(0)
     head = fit_linear_head(pool.features[positions], classes, 3, epochs=10, seed=4)
