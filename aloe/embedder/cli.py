@@ -59,7 +59,8 @@ def _report(summary: RoundSummary, store: Path) -> None:
                    "backbone, cached pool features, head only (fast on a CPU). [default: from the config]")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
               help="Where to train and embed [default: from the config, else auto = CUDA when present].")
-@click.option("--seed", type=int, default=None, help="Seed for head init, shuffling and augmentation.")
+@click.option("--seed", type=int, default=None,
+              help="Seed for fine-tuning (head init, shuffling, augmentation); the linear head needs none.")
 @click.option("--from-features", "features_path", type=click.Path(path_type=Path), default=None,
               help="npz with 'ids' (N,) and 'features' (N, D) computed elsewhere: skip the backbone and "
                    "train a linear head on these features (no --config needed).")
@@ -77,7 +78,7 @@ def command(config_path, store_path, labels_path, round_, mode, device, seed, fe
 
         if config_path is not None or mode not in (None, "linear"):
             raise click.UsageError("--from-features trains a linear head only: drop --config and --mode")
-        t = embed_from_features(features_path, labels_path, store_path, round=round_, seed=seed or 0)
+        t = embed_from_features(features_path, labels_path, store_path, round=round_)
         click.echo(f"round {t} written to {store_path} from {features_path} (linear head)")
         return
     if config_path is None:

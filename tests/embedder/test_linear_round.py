@@ -30,24 +30,25 @@ def test_write_linear_round_streams_the_head_logits(tmp_path, pool):
     positions = np.flatnonzero(pool.labels < 3)[::4]
     classes = pool.labels[positions]
     write_linear_round(store, 0, ArrayFeatures(pool.features, block_rows=13),
-                       LabeledSet(["a", "b", "c"], classes, positions), head=LinearHeadConfig(epochs=10), seed=4, feature_dtype="float32", chunk_rows=16,
+                       LabeledSet(["a", "b", "c"], classes, positions), head=LinearHeadConfig(C=3.0), feature_dtype="float32",
+                       chunk_rows=16,
                        provenance={"note": "test"})
     reader = store.round(0)
-    head = fit_linear_head(pool.features[positions], classes, 3, epochs=10, seed=4)
+    head = fit_linear_head(pool.features[positions], classes, 3, config=LinearHeadConfig(C=3.0))
     np.testing.assert_allclose(reader.logits(), head_logits(head, pool.features), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(reader.features(), pool.features)
     np.testing.assert_array_equal(reader.labeled_positions, positions)
     assert reader.provenance["mode"] == "linear" and reader.provenance["note"] == "test"
-    assert reader.provenance["head"]["epochs"] == 10
+    assert reader.provenance["head"]["C"] == 3.0 and reader.provenance["head_fit"]["converged"]
 
 
 def test_embed_from_features_creates_store_caches_features_and_numbers_rounds(tmp_path, pool):
     npz = tmp_path / "pool.npz"
     np.savez(npz, ids=pool.ids, features=pool.features, labels=pool.labels)
     labels = _labels_csv(tmp_path / "labels.csv", pool, np.flatnonzero(pool.labels < 2)[:6])
-    assert embed_from_features(npz, labels, tmp_path / "s.zarr", epochs=5) == 0
+    assert embed_from_features(npz, labels, tmp_path / "s.zarr") == 0
     more = _labels_csv(tmp_path / "more.csv", pool, np.flatnonzero(pool.labels < 3)[:9])
-    assert embed_from_features(npz, more, tmp_path / "s.zarr", epochs=5) == 1
+    assert embed_from_features(npz, more, tmp_path / "s.zarr") == 1
     store = open_store(tmp_path / "s.zarr")
     assert store.rounds() == [0, 1]
     assert store.round(1).class_names == ["class-000", "class-001", "class-002"]
@@ -74,6 +75,6 @@ def test_embed_from_features_bad_inputs(tmp_path, pool):
     with pytest.raises(AloeError, match="1 feature rows hold NaN or inf"):
         embed_from_features(tmp_path / "inf.npz", labels, tmp_path / "u.zarr")
     np.savez(tmp_path / "other.npz", ids=pool.ids[::-1], features=pool.features)
-    assert embed_from_features(npz, labels, tmp_path / "s.zarr", epochs=1) == 0
+    assert embed_from_features(npz, labels, tmp_path / "s.zarr") == 0
     with pytest.raises(AloeError, match="not the store's pool ids"):
         embed_from_features(tmp_path / "other.npz", labels, tmp_path / "s.zarr")

@@ -17,7 +17,7 @@ from aloe.store import open_store
 def _config(tiny_clip, manifest, mode, **extra):
     return validate_config(EmbedConfig, {
         "backbone": tiny_clip, "data": {"kind": "manifest", "path": str(manifest)}, "mode": mode,
-        "finetune": {"epochs": 2, "lr": 1e-3, "batch_size": 8}, "linear": {"epochs": 20},
+        "finetune": {"epochs": 2, "lr": 1e-3, "batch_size": 8}, "linear": {"C": 2.0},
         "pool": {"batch_size": 5, "workers": 0, "chunk_rows": 4}, "device": "cpu", **extra,
     })
 
@@ -42,7 +42,7 @@ def test_linear_rounds_compute_the_frozen_features_once(tmp_path, tiny_clip, poo
     assert np.array_equal(r0.features(), r1.features())
     assert r1.class_names == ["blue", "green", "red"] and r1.logits().shape == (24, 3)
     provenance = r1.provenance
-    assert provenance["mode"] == "linear" and provenance["linear_head"]["epochs"] == 20
+    assert provenance["mode"] == "linear" and provenance["linear_head"]["C"] == 2.0
     assert provenance["backbone"]["checkpoint_hash"] == provenance["feature_cache"].split("-")[1]
     assert store.position_of(["green-3"])[0] in r1.labeled_positions
 

@@ -40,7 +40,7 @@ def config(tmp_path_factory):
         "backbone": {"kind": "open_clip", "model": "ViT-B-32", "pretrained": None, "architecture": TINY_VIT},
         "data": {"kind": "manifest", "path": str(root / "manifest.csv")},
         "mode": "linear",
-        "linear": {"epochs": 10},
+        "linear": {"C": 5.0},
         "pool": {"batch_size": 8, "workers": 0, "chunk_rows": 8},
         "device": "cpu",
     }
@@ -59,7 +59,7 @@ def test_simulate_from_a_config_embeds_once_and_leaves_out_unreadable_images(con
     assert "broken" in features.ids.tolist()
     run = open_store(out / "aloe" / "seed-0" / "store.zarr")
     assert "broken" not in run.ids.tolist() and run.rounds() == [0, 1, 2]
-    assert run.round(0).provenance["head"]["epochs"] == 10  # the config's head settings
+    assert run.round(0).provenance["head"]["C"] == 5.0  # the config's head settings
     cache = sorted((out / "features.zarr" / "cache").iterdir())
     stamp = [p.stat().st_mtime_ns for p in cache]
     assert run_cli(cli, ["simulate", "--config", str(config), "--out", str(out), *ARGS, "--rounds", "3"]) == 0

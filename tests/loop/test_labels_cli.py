@@ -153,7 +153,7 @@ def test_import_beside_a_store_numbers_the_round_after_its_latest(tmp_path, caps
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "ledger.csv").write_text("id,label\ni0,cat\ni1,dog\n")  # the starting labels
     store = tmp_path / "run" / "pool.zarr"
-    assert embed_from_features(tmp_path / "pool.npz", tmp_path / "run" / "ledger.csv", store, epochs=1) == 0
+    assert embed_from_features(tmp_path / "pool.npz", tmp_path / "run" / "ledger.csv", store) == 0
     (tmp_path / "batch.csv").write_text("id,rank,cluster,ood_score,flagged\ni4,1,0,1.0,1\ni5,2,1,0.5,0\n")
     (tmp_path / "answers.csv").write_text("id,label\ni4,owl\ni5,cat\n")
     assert labels("import", tmp_path / "answers.csv", "--batch", tmp_path / "batch.csv", "--store", store) == 0

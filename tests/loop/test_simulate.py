@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import recall_score
 
-from aloe.embedder.head import fit_linear_head, head_logits
+from aloe.embedder.head import LinearHeadConfig, fit_linear_head, head_logits
 from aloe.internal.cli import run_cli
 from aloe.loop.cli import simulate_command
 from aloe.loop.ledger import Ledger
 from aloe.loop.metrics import COLUMNS
 from aloe.store import open_store
 
-ARGS = ["--budget", "5", "--rounds", "3", "--seeds", "0,1", "--epochs", "20", "--quiet"]
+ARGS = ["--budget", "5", "--rounds", "3", "--seeds", "0,1", "--head-c", "2", "--quiet"]
 
 
 def simulate(pool_npz, out, *extra):
@@ -88,8 +88,8 @@ def test_metric_values_match_an_independent_computation(finished, pool_npz, stra
         seen |= set(labels.values())
         # the round's head, refit from its labeled set, reproduces the round's stored pool logits
         r = store.round(t)
-        head = fit_linear_head(data["features"][r.labeled_positions], r.labeled_classes, r.n_classes, seed=seed,
-                               epochs=20)
+        head = fit_linear_head(data["features"][r.labeled_positions], r.labeled_classes, r.n_classes,
+                               config=LinearHeadConfig(C=2.0))
         pool_logits = head_logits(head, data["features"])
         np.testing.assert_allclose(pool_logits, r.logits(), rtol=1e-3, atol=1e-3)
         predicted = np.array(r.class_names)[head_logits(head, data["test_features"]).argmax(1)]
@@ -106,7 +106,7 @@ def _run_state(out, strategy="aloe", seed=1):
     return (run / "ledger.csv").read_text(), [{k: v for k, v in r.items() if k != "select_seconds"} for r in rows]
 
 
-ONE_RUN = ["--strategy", "aloe", "--budget", "5", "--seeds", "1", "--epochs", "20", "--quiet"]
+ONE_RUN = ["--strategy", "aloe", "--budget", "5", "--seeds", "1", "--head-c", "2", "--quiet"]
 
 
 def test_more_rounds_extend_and_match_an_uninterrupted_run(pool_npz, finished, tmp_path):
@@ -157,7 +157,7 @@ def test_unknown_strategies_are_refused_before_any_work(pool_npz, tmp_path, caps
 
 def test_progress_shows_rounds_items_per_second_and_time_left(pool_npz, tmp_path, capsys):
     argv = ["--features", str(pool_npz), "--out", str(tmp_path / "o"), "--strategy", "random",
-            "--budget", "5", "--rounds", "1", "--seeds", "0", "--epochs", "1"]
+            "--budget", "5", "--rounds", "1", "--seeds", "0", "--head-c", "2"]
     assert run_cli(simulate_command, argv) == 0
     err = capsys.readouterr().err
     assert "random seed 0" in err and "2/2" in err and "items/s" in err and "<00:00" in err
@@ -167,7 +167,7 @@ def test_progress_shows_rounds_items_per_second_and_time_left(pool_npz, tmp_path
 
 def test_a_run_stops_when_the_pool_is_all_labeled(pool_npz, tmp_path):
     argv = ["--features", str(pool_npz), "--out", str(tmp_path / "o"), "--strategy", "aloe", "--initial", "190",
-            "--budget", "5", "--rounds", "4", "--seeds", "0", "--epochs", "1", "--quiet"]
+            "--budget", "5", "--rounds", "4", "--seeds", "0", "--head-c", "2", "--quiet"]
     assert run_cli(simulate_command, argv) == 0
     _, rows = read_rows(tmp_path / "o" / "metrics.csv")
     assert [(int(r["round"]), int(r["n_labeled"])) for r in rows] == [(0, 190), (1, 195), (2, 197)]

@@ -23,7 +23,7 @@ def build_view(
     rng = np.random.default_rng(seed)
     labeled = [rng.choice(np.flatnonzero(pool.labels == c), per_class, replace=False) for c in range(n_known)]
     positions = np.concatenate(labeled) if labeled else np.empty(0, dtype=np.int64)
-    head = fit_linear_head(pool.features[positions], pool.labels[positions], n_known, epochs=30, seed=seed)
+    head = fit_linear_head(pool.features[positions], pool.labels[positions], n_known)
     view = RoundView(
         ids=pool.ids,
         features=pool.features,

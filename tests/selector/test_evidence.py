@@ -37,7 +37,7 @@ def _round(seed: int, faint_share: float) -> tuple[RoundView, np.ndarray]:
     labeled = np.concatenate(
         [rng.choice(np.flatnonzero((pool.labels == c) & clean), 10, replace=False) for c in range(N_KNOWN)]
     )
-    head = fit_linear_head(features[labeled], pool.labels[labeled], N_KNOWN, epochs=100, seed=seed)
+    head = fit_linear_head(features[labeled], pool.labels[labeled], N_KNOWN)
     view = RoundView(pool.ids, features, head_logits(head, features), labeled, pool.labels[labeled],
                      pool.class_names[:N_KNOWN])
     return view, pool.labels

@@ -28,7 +28,7 @@ def built(tmp_path_factory):
     rng = np.random.default_rng(0)
     labeled = np.concatenate([rng.choice(np.flatnonzero(pool.labels == c), 4, replace=False) for c in range(3)])
     _write_labels(root / "labels.csv", pool, labeled)
-    assert embed_from_features(root / "pool.npz", root / "labels.csv", root / "s.zarr", epochs=20) == 0
+    assert embed_from_features(root / "pool.npz", root / "labels.csv", root / "s.zarr") == 0
     return root, pool, labeled
 
 
