@@ -8,7 +8,8 @@ import click
 
 from aloe import __version__
 from aloe.internal.cli import exit_with
-from aloe.loop.cli import demo_command, labels_group, report_command, simulate_command
+from aloe.loop.cli import demo_command, report_command, simulate_command
+from aloe.loop.labels_cli import labels_group
 from aloe.store.cli import store_group
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from aloe.embedder.linear_round import embed_from_features
 from aloe.internal.cli import run_cli
-from aloe.loop.cli import labels_group
+from aloe.loop.labels_cli import labels_group
 from aloe.loop.ledger import Ledger
 
 BATCH = "id,rank,cluster,ood_score,flagged\nb1,0,4,2.5,1\nb2,1,7,1.5,1\nb3,2,1,0.5,0\n"
@@ -77,7 +77,7 @@ def test_import_rejects_relabeling_a_batch_item(run, capsys):
         ({"answers.csv": "id,name\nb1,owl\n"}, "expected a header with columns 'id' and 'label'"),
         ({"answers.json": "{not json"}, "not a readable Label Studio JSON export"),
         ({"answers.json": '{"data": {}}'}, "expected a JSON list of tasks"),
-        ({"answers.json": '[{"data": {"image": "x.png"}}]'}, "task 1 has no data.aloe_id"),
+        ({"answers.json": '[{"data": {"image": "x.png"}}]'}, "task 1: no data.aloe_id"),
         ({"answers.csv": "id,label\nb1,owl\n", "batch.csv": "id,rank\nb1,0\n"}, "not a batch file"),
     ],
 )
