@@ -73,6 +73,8 @@ class Backend(abc.ABC):
 
     name: str
     suffixes: tuple[str, ...]
+    #: whether several processes may write disjoint chunks of one staged node at once
+    shared_writes: bool = False
 
     @abc.abstractmethod
     def node_path(self, root: Path, *parts: str) -> Path:

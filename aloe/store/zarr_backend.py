@@ -82,6 +82,7 @@ class ZarrBackend(Backend):
 
     name = "zarr"
     suffixes = (".zarr",)
+    shared_writes = True  # one file per chunk
 
     def node_path(self, root: Path, *parts: str) -> Path:
         return root.joinpath(*parts)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from aloe.errors import AloeError
 from aloe.store import create_store, open_store
-from aloe.store.store import StagedWriter
+from aloe.store.writer import StagedWriter
 
 SUFFIXES = [".zarr", ".h5"]
 

@@ -1,0 +1,135 @@
+"""Readers of published nodes: :class:`RowReader` (a feature cache) and :class:`RoundReader` (a round).
+
+Both read through a backend's :class:`~aloe.store.backend.NodeReader`; a published node never
+changes, so its array list and shapes are read once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from aloe.errors import AloeError
+from aloe.internal.arrays import cast
+from aloe.store.backend import NodeReader
+from aloe.store.schema import ROUND_ARRAYS
+
+
+class RowReader:
+    """Row-wise access to a node's ``features`` (and any other N-row arrays), as float32."""
+
+    def __init__(self, node: NodeReader, label: str) -> None:
+        self._node = node
+        self.label = label
+        self.attrs = node.attrs()
+        self._names = set(node.array_names())  # published nodes never change: list them once
+        self._info: dict[str, tuple[tuple[int, ...], np.dtype, int]] = {}
+
+    def _require(self, name: str) -> tuple[tuple[int, ...], np.dtype, int]:
+        """Shape, dtype and chunk rows of array ``name``; :class:`AloeError` if it is missing."""
+        if name not in self._names:
+            raise AloeError(f"{self.label}: array '{name}' is missing")
+        if name not in self._info:
+            self._info[name] = self._node.info(name)
+        return self._info[name]
+
+    @property
+    def n_items(self) -> int:
+        """Rows in the node's ``features``."""
+        return self._require("features")[0][0]
+
+    @property
+    def feature_dim(self) -> int:
+        """Width ``D`` of ``features``."""
+        return self._require("features")[0][1]
+
+    @property
+    def chunk_rows(self) -> int:
+        """Rows per chunk of ``features`` (the natural block size)."""
+        return self._require("features")[2]
+
+    def _rows(
+        self, name: str, rows: Sequence[int] | np.ndarray | None, dtype: Any = np.float32
+    ) -> np.ndarray:
+        shape = self._require(name)[0]
+        if rows is None:
+            values = self._node.read(name)
+            return cast(values, dtype or values.dtype)
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= shape[0]):
+            raise AloeError(f"{self.label}: row positions out of range 0..{shape[0] - 1}")
+        unique, inverse = np.unique(rows, return_inverse=True)
+        if unique.size == 0:
+            return np.zeros((0,) + shape[1:], dtype=np.float32)
+        span = unique[-1] - unique[0] + 1
+        if span <= 4 * unique.size:  # dense enough: one contiguous read beats a scatter-gather
+            values = self._node.read(name, int(unique[0]), int(unique[-1]) + 1)[unique - unique[0]]
+        else:
+            values = self._node.gather(name, unique)
+        return cast(values, dtype or values.dtype)[inverse]
+
+    def features(
+        self, rows: Sequence[int] | np.ndarray | None = None, dtype: Any = np.float32
+    ) -> np.ndarray:
+        """All features (N x D) or the given rows, in the order asked; ``dtype=None`` keeps the
+        stored dtype (float16 by default) and skips the conversion."""
+        return self._rows("features", rows, dtype)
+
+    def iter_blocks(self, block_rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(start, features_block)`` as float32, ``block_rows`` (default: a chunk) at a time."""
+        step, n = block_rows or self.chunk_rows, self.n_items
+        for start in range(0, n, step):
+            yield start, cast(self._node.read("features", start, min(start + step, n)), np.float32)
+
+    def close(self) -> None:
+        """Release the node's file handles."""
+        self._node.close()
+
+
+class RoundReader(RowReader):
+    """A complete round: features, logits, the labeled set, class names and provenance."""
+
+    def __init__(self, node: NodeReader, t: int, n_items: int, label: str) -> None:
+        super().__init__(node, label)
+        self.t = t
+        for name in ROUND_ARRAYS:
+            self._require(name)
+        (n_feat, _), (n_logit, width) = self._require("features")[0], self._require("logits")[0]
+        self.class_names: list[str] = list(self.attrs.get("class_names", []))
+        self.labeled_positions = self._node.read("labeled_positions").astype(np.int64)
+        self.labeled_classes = self._node.read("labeled_classes").astype(np.int64)
+        if n_feat != n_items or n_logit != n_items:
+            raise AloeError(f"{label}: features/logits have {n_feat}/{n_logit} rows, pool has {n_items}")
+        if width != len(self.class_names):
+            raise AloeError(
+                f"{label}: logits have {width} columns but the round lists {len(self.class_names)} classes"
+            )
+        if len(self.labeled_positions) != len(self.labeled_classes):
+            raise AloeError(f"{label}: labeled_positions and labeled_classes differ in length")
+
+    @property
+    def n_classes(self) -> int:
+        """``C = |K_t|``, the number of known classes."""
+        return len(self.class_names)
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """How the round was made (backbone, checkpoint hash, mode, settings, seed, timings)."""
+        return dict(self.attrs.get("provenance", {}))
+
+    @property
+    def mode(self) -> str | None:
+        """The embedder mode recorded in the provenance (``finetune``, ``linear``, ...)."""
+        return self.provenance.get("mode")
+
+    def logits(self, rows: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """All logits (N x C) or the given rows, as float32."""
+        return self._rows("logits", rows)
+
+    def iter_blocks(self, block_rows: int | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Yield ``(start, features_block, logits_block)`` as float32."""
+        for start, features in super().iter_blocks(block_rows):
+            stop = start + len(features)
+            yield start, features, cast(self._node.read("logits", start, stop), np.float32)
