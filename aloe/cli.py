@@ -10,6 +10,7 @@ from aloe import __version__
 from aloe.internal.cli import exit_with
 from aloe.loop.cli import demo_command, report_command, simulate_command
 from aloe.loop.labels_cli import labels_group
+from aloe.loop.pools_cli import pools_group
 from aloe.store.cli import store_group
 
 
@@ -29,6 +30,7 @@ cli.add_command(labels_group)
 cli.add_command(simulate_command)
 cli.add_command(report_command)
 cli.add_command(demo_command)
+cli.add_command(pools_group)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
