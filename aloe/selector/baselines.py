@@ -24,7 +24,12 @@ BLOCK_ROWS = 65_536
 
 def select_random(view: RoundView, budget: int, seed: int, params: SelectParams) -> Selection:
     """A uniform sample of ``B`` unlabeled items (``numpy.random.default_rng(seed)``)."""
-    chosen = np.random.default_rng(seed).choice(view.unlabeled_positions, budget, replace=False)
+    return random_batch(view.unlabeled_positions, budget, seed, params)
+
+
+def random_batch(unlabeled: np.ndarray, budget: int, seed: int, params: SelectParams) -> Selection:
+    """A uniform sample of ``budget`` of the ``unlabeled`` positions, seeded."""
+    chosen = np.random.default_rng(seed).choice(unlabeled, budget, replace=False)
     return Selection("random", budget, seed, params.model_dump(), positions=chosen.astype(np.int64))
 
 

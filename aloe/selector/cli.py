@@ -10,6 +10,7 @@ import click
 
 from aloe.config import load_config, validate_config
 from aloe.internal.cli import exit_with
+from aloe.internal.dist import launch
 from aloe.selector.clustering import FewPointsPerClusterWarning
 from aloe.selector.config import SelectConfig
 from aloe.selector.scores import SCORES
@@ -37,6 +38,11 @@ Example:
 @click.option("--seed", type=int, default=None, help="Seed of k-means and sampling [default: 0].")
 @click.option("--backend", type=click.Choice(["auto", "faiss", "torch"]), default=None,
               help="k-means backend [default: auto: FAISS GPU, else torch on CUDA, else FAISS CPU].")
+@click.option("--stream", type=click.Choice(["auto", "always", "never"]), default=None,
+              help="Stream features from the store, out of core, with the torch Lloyd k-means [default: "
+                   "auto: when the in-memory FAISS path would not fit, under torchrun, or with --kmeans-sample].")
+@click.option("--kmeans-sample", type=click.IntRange(min=1), default=None,
+              help="Train k-means on this many seeded sample items and assign every item (recorded).")
 @click.option("--out", required=True, type=click.Path(path_type=Path),
               help="Batch CSV to write: id, rank, cluster, ood_score, flagged.")
 @click.option("--name", default=None,
@@ -56,6 +62,8 @@ def cli(
     multiplier: int | None,
     seed: int | None,
     backend: str | None,
+    stream: str | None,
+    kmeans_sample: int | None,
     out: Path,
     name: str | None,
     overwrite: bool,
@@ -74,6 +82,13 @@ def cli(
       5. from each of the top B clusters take its most-OOD member.
     With no labels yet the batch is a uniform random sample. Other strategies run through the same
     interface for comparison. The same --name with the same settings reuses the recorded selection.
+
+    \b
+    Large pools: --stream always (or a pool too big for memory) reads the features block by block
+    and clusters with a torch Lloyd k-means; --kmeans-sample N trains on N items only. Launched by
+    torchrun (aloe and ood), every rank reads and scores its share of the rows, k-means all-reduces
+    its sums, and rank 0 writes the record and the CSV:
+      torchrun --nproc_per_node 4 --no-python aloe-select --store pool.zarr --budget 500 --out b.csv
     """
     overrides = {
         "budget": budget,
@@ -83,6 +98,8 @@ def cli(
         "multiplier": multiplier,
         "seed": seed,
         "backend": backend,
+        "stream": stream,
+        "kmeans_sample": kmeans_sample,
     }
     if config_path is not None:
         config = load_config(SelectConfig, config_path, overrides)
@@ -91,10 +108,10 @@ def cli(
         if "budget" not in given:
             raise click.UsageError("--budget is required (or give it in --config)")
         config = validate_config(SelectConfig, given, "aloe-select")
-    with warnings.catch_warnings():  # the summary's notes say it, once
+    with warnings.catch_warnings(), launch() as comm:  # the summary's notes say it, once
         warnings.simplefilter("ignore", FewPointsPerClusterWarning)
-        outcome = run_select(store_path, config, out, round=round_, name=name, overwrite=overwrite)
-    if not quiet:
+        outcome = run_select(store_path, config, out, round=round_, name=name, overwrite=overwrite, comm=comm)
+    if not quiet and comm.is_root:
         for line in summary_lines(outcome):
             click.echo(line)
         click.echo(f"wrote {out}")
@@ -103,3 +120,7 @@ def cli(
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point for ``aloe-select``."""
     exit_with(cli, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 from aloe.errors import AloeError
+from aloe.internal.dist import Comm
+from aloe.selector.lloyd import TensorSource, assign, lloyd, training_sample
 
 BACKENDS = ("auto", "faiss", "torch")
 MIN_POINTS_PER_CLUSTER = 39
@@ -77,20 +79,24 @@ def _faiss_kmeans(
     return kmeans.centroids, assignment[:, 0].astype(np.int64), sq_distance[:, 0], backend
 
 
-def _assign_blocks(
-    x: torch.Tensor, centroids: torch.Tensor, block_rows: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nearest centroid and squared distance for every row, ``block_rows`` rows at a time."""
-    centroid_sq = (centroids * centroids).sum(dim=1)
-    assignment = torch.empty(len(x), dtype=torch.int64, device=x.device)
-    sq_distance = torch.empty(len(x), dtype=torch.float32, device=x.device)
-    for start in range(0, len(x), block_rows):
-        block = x[start : start + block_rows]
-        dist = torch.addmm(centroid_sq, block, centroids.T, alpha=-2.0)
-        best, index = dist.min(dim=1)
-        assignment[start : start + len(block)] = index
-        sq_distance[start : start + len(block)] = (best + (block * block).sum(dim=1)).clamp_min_(0.0)
-    return assignment, sq_distance
+def training_notes(n: int, k: int, sample: int | None) -> list[str]:
+    """Notes on k-means training (and a :class:`FewPointsPerClusterWarning` below 39 points per cluster).
+
+    ``sample`` is the size of the training sample, ``None`` when every one of the ``n`` points trains.
+    """
+    notes = []
+    if n < MIN_POINTS_PER_CLUSTER * k:
+        message = f"{n} points for {k} clusters is fewer than {MIN_POINTS_PER_CLUSTER} per cluster"
+        warnings.warn(message, FewPointsPerClusterWarning, stacklevel=3)
+        notes.append(message)
+    if sample is not None and n > sample:
+        notes.append(f"trained on {sample} sampled points of {n}")
+    return notes
+
+
+def default_block_rows(k: int) -> int:
+    """Rows per distance block: about 64M distance entries (``block x k``), at least 1,024 rows."""
+    return max(1024, (1 << 26) // max(k, 1))
 
 
 def torch_kmeans(
@@ -103,43 +109,24 @@ def torch_kmeans(
     block_rows: int | None = None,
     max_points_per_centroid: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Lloyd's k-means in torch: random distinct initial centroids, ``niter`` assign/update steps.
+    """Lloyd's k-means in torch (:func:`aloe.selector.lloyd.lloyd`) on one in-memory array.
 
-    Assignment runs ``block_rows`` rows at a time (default: about 64M distance entries per block), so
-    memory is the data, the centroids and one ``block_rows x k`` block. An emptied cluster is re-seeded
-    at the point farthest from its centroid (the next farthest for the next empty one). On CUDA the
-    distance matmuls use TF32. ``max_points_per_centroid`` trains on a seeded sample of
-    ``k * max_points_per_centroid`` rows (the final assignment covers all rows). Returns centroids,
-    assignment and squared distances, on ``device``.
+    Starts from the rows FAISS's k-means starts from for the same seed; assignment runs
+    ``block_rows`` rows at a time (default :func:`default_block_rows`), so memory is the data, the
+    centroids and one ``block_rows x k`` block. An emptied cluster takes half of a populous one, as
+    in FAISS. On CUDA the distance matmuls use TF32. ``max_points_per_centroid`` trains on
+    FAISS's seeded sample of ``k * max_points_per_centroid`` rows (the final assignment covers all
+    rows). Returns centroids, assignment and squared distances, on ``device``.
     """
-    device = torch.device(device) if device is not None else (x.device if torch.is_tensor(x) else "cpu")
+    device = torch.device(device) if device is not None else (x.device if torch.is_tensor(x) else torch.device("cpu"))
     data = torch.as_tensor(x).to(device=device, dtype=torch.float32)
     n = len(data)
-    generator = torch.Generator().manual_seed(seed)
+    block_rows = block_rows or default_block_rows(k)
     train = data
     if max_points_per_centroid is not None and n > k * max_points_per_centroid:
-        keep = torch.randperm(n, generator=generator)[: k * max_points_per_centroid]
-        train = data[torch.sort(keep).values.to(device)]
-    block_rows = block_rows or max(1024, (1 << 26) // max(k, 1))
-    previous = torch.get_float32_matmul_precision()
-    if data.is_cuda:
-        torch.set_float32_matmul_precision("high")
-    try:
-        centroids = train[torch.randperm(len(train), generator=generator)[:k].to(device)].clone()
-        for _ in range(niter):
-            assignment, sq_distance = _assign_blocks(train, centroids, block_rows)
-            counts = torch.bincount(assignment, minlength=k)
-            # index_put_ with accumulate is deterministic on CUDA too (index_add_ uses atomics there)
-            sums = torch.zeros_like(centroids).index_put_((assignment,), train, accumulate=True)
-            filled = counts > 0
-            centroids[filled] = sums[filled] / counts[filled].unsqueeze(1).to(sums.dtype)
-            empty = torch.nonzero(~filled).flatten()
-            if len(empty):
-                farthest = torch.topk(sq_distance, len(empty)).indices
-                centroids[empty] = train[farthest]
-        assignment, sq_distance = _assign_blocks(data, centroids, block_rows)
-    finally:
-        torch.set_float32_matmul_precision(previous)
+        train = data[torch.from_numpy(training_sample(n, k * max_points_per_centroid, seed)).to(device)]
+    centroids = lloyd(TensorSource(train, block_rows), len(train), k, seed, niter, Comm(), device)
+    assignment, sq_distance = assign(TensorSource(data, block_rows), centroids)
     return centroids, assignment, sq_distance
 
 
@@ -179,13 +166,8 @@ def kmeans(
     n = len(x)
     if not 1 <= k <= n:
         raise AloeError(f"k-means needs 1 <= k <= n points, got k={k} for n={n}")
-    notes: list[str] = []
-    if n < MIN_POINTS_PER_CLUSTER * k:
-        message = f"{n} points for {k} clusters is fewer than {MIN_POINTS_PER_CLUSTER} per cluster"
-        warnings.warn(message, FewPointsPerClusterWarning, stacklevel=2)
-        notes.append(message)
-    if max_points_per_centroid is not None and n > k * max_points_per_centroid:
-        notes.append(f"trained on {k * max_points_per_centroid} sampled points of {n}")
+    sample = k * max_points_per_centroid if max_points_per_centroid is not None else None
+    notes = training_notes(n, k, sample)
     started = time.perf_counter()
     if resolve_backend(backend) == "faiss":
         centroids, assignment, sq_distance, name = _faiss_kmeans(x, k, niter, seed, max_points_per_centroid)

@@ -22,6 +22,14 @@ class SelectParams(StrictModel):
     max_points_per_centroid: int | None = Field(
         None, ge=1, description="cap on k-means training points per centroid; None uses every point"
     )
+    stream: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="stream features from the store (out of core, torch Lloyd k-means); auto: when "
+        "the in-memory path would not fit, under torchrun, or with kmeans_sample",
+    )
+    kmeans_sample: int | None = Field(
+        None, ge=1, description="train k-means on this many seeded sample items, assign every item"
+    )
 
 
 class SelectConfig(SelectParams):

@@ -46,6 +46,11 @@ def top_positions(values: np.ndarray, positions: np.ndarray, count: int) -> np.n
     return positions[np.lexsort((positions, -values))[:count]]
 
 
+def row_norms(block: np.ndarray) -> np.ndarray:
+    """L2 norm of each float32 row, at least 1e-12 (what rows are divided by to normalize them)."""
+    return np.maximum(np.sqrt(np.einsum("ij,ij->i", block, block)), np.float32(1e-12))
+
+
 def cluster_input(view: RoundView, positions: np.ndarray, normalize: bool) -> np.ndarray:
     """Features of ``positions`` as one contiguous float32 array, L2-normalized when asked.
 
@@ -56,8 +61,7 @@ def cluster_input(view: RoundView, positions: np.ndarray, normalize: bool) -> np
         block = out[start : start + _PREPARE_ROWS]
         np.take(view.features, positions[start : start + _PREPARE_ROWS], axis=0, out=block)
         if normalize:
-            norms = np.sqrt(np.einsum("ij,ij->i", block, block))
-            block /= np.maximum(norms, np.float32(1e-12))[:, None]
+            block /= row_norms(block)[:, None]
     return out
 
 
@@ -142,6 +146,33 @@ def best_member(assignment: np.ndarray, scores: np.ndarray, positions: np.ndarra
     return chosen.numpy()
 
 
+def choose_from_clusters(
+    unlabeled: np.ndarray,
+    scores: np.ndarray,
+    flagged: np.ndarray,
+    assignment: np.ndarray,
+    k: int,
+    budget: int,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Steps 4-6 from the clusters of the ``unlabeled`` positions: ``(batch, cluster ratios, notes)``.
+
+    ``scores`` and ``flagged`` cover the whole pool; ``assignment`` the unlabeled positions, in order.
+    The top ``budget`` clusters (:func:`rank_clusters`) each give their highest-``o`` member; with
+    fewer non-empty clusters the rest of the batch is the highest-``o`` items not yet taken.
+    """
+    unlabeled_scores = scores[unlabeled]
+    ratios, ranked = rank_clusters(assignment, unlabeled_scores, flagged[unlabeled], k)
+    best = best_member(assignment, unlabeled_scores, unlabeled, k)
+    chosen = best[ranked[:budget]]
+    notes = []
+    if len(chosen) < budget:
+        rest = np.setdiff1d(unlabeled, chosen, assume_unique=True)
+        fill = top_positions(scores[rest], rest, budget - len(chosen))
+        chosen = np.concatenate([chosen, fill])
+        notes.append(f"{len(ranked)} non-empty clusters < budget {budget}: filled {len(fill)} by highest o")
+    return chosen, ratios, notes
+
+
 def select_aloe(view: RoundView, budget: int, seed: int, params: SelectParams) -> Selection:
     """ALOE: k-means with a surplus of clusters, then the most-OOD member of the most-OOD clusters.
 
@@ -153,24 +184,34 @@ def select_aloe(view: RoundView, budget: int, seed: int, params: SelectParams) -
     scored = score_round(view, params)
     timings = dict(scored.timings)
     unlabeled = view.unlabeled_positions
-    k = min(len(unlabeled), params.multiplier * max(budget, view.n_classes))
+    k = aloe_k(len(unlabeled), budget, view.n_classes, params)
     result = cluster_unlabeled(view, k, seed, params, timings)
+    scored.notes = [*scored.notes, *result.notes, f"k-means backend {result.backend}"]
+    scored.timings = timings
+    return aloe_from_clusters(scored, unlabeled, result.assignment, k, budget, seed, params)
 
+
+def aloe_k(n_unlabeled: int, budget: int, n_classes: int, params: SelectParams) -> int:
+    """Step 3's number of clusters: ``min(n_unlabeled, multiplier * max(B, C))``."""
+    return min(n_unlabeled, params.multiplier * max(budget, n_classes))
+
+
+def aloe_from_clusters(
+    scored: Scored,
+    unlabeled: np.ndarray,
+    assignment: np.ndarray,
+    k: int,
+    budget: int,
+    seed: int,
+    params: SelectParams,
+) -> Selection:
+    """Steps 4-6 once the unlabeled positions are clustered (``assignment``, in their order).
+
+    ``scored`` covers the whole pool; its notes and timings go into the selection (plus ``rank``).
+    """
     started = time.perf_counter()
-    assignment = result.assignment
-    unlabeled_scores = scored.scores[unlabeled]
-    ratios, ranked = rank_clusters(assignment, unlabeled_scores, scored.flagged[unlabeled], k)
-    best = best_member(assignment, unlabeled_scores, unlabeled, k)
-    chosen = best[ranked[:budget]]
-    notes = [*scored.notes, *result.notes, f"k-means backend {result.backend}"]
-    if len(chosen) < budget:
-        rest = np.setdiff1d(unlabeled, chosen, assume_unique=True)
-        fill = top_positions(scored.scores[rest], rest, budget - len(chosen))
-        chosen = np.concatenate([chosen, fill])
-        notes.append(f"{len(ranked)} non-empty clusters < budget {budget}: filled {len(fill)} by highest o")
-    timings["rank"] = time.perf_counter() - started
-
-    clusters = np.full(view.n_items, -1, dtype=np.int64)
+    chosen, ratios, notes = choose_from_clusters(unlabeled, scored.scores, scored.flagged, assignment, k, budget)
+    clusters = np.full(len(scored.scores), -1, dtype=np.int64)
     clusters[unlabeled] = assignment
     return Selection(
         strategy="aloe",
@@ -185,16 +226,21 @@ def select_aloe(view: RoundView, budget: int, seed: int, params: SelectParams) -
         clusters=clusters,
         cluster_ratios=ratios,
         k=k,
-        notes=notes,
-        timings=timings,
+        notes=[*scored.notes, *notes],
+        timings={**scored.timings, "rank": time.perf_counter() - started},
     )
 
 
 def select_ood(view: RoundView, budget: int, seed: int, params: SelectParams) -> Selection:
     """ALOE's OOD half alone: the ``B`` unlabeled items with the highest ``o`` (ties: lower position)."""
-    scored = score_round(view, params)
+    return ood_from_scores(score_round(view, params), view.unlabeled_positions, budget, seed, params)
+
+
+def ood_from_scores(
+    scored: Scored, unlabeled: np.ndarray, budget: int, seed: int, params: SelectParams
+) -> Selection:
+    """The ``ood`` batch from the pool's scores: the top ``B`` unlabeled ``o``."""
     started = time.perf_counter()
-    unlabeled = view.unlabeled_positions
     chosen = top_positions(scored.scores[unlabeled], unlabeled, budget)
     return Selection(
         strategy="ood",

@@ -68,43 +68,51 @@ def unit_rows(block: np.ndarray) -> np.ndarray:
     return block / np.maximum(norms, np.float32(1e-12))
 
 
+class KnnScorer:
+    """The ``knn`` score of any block of rows against a fixed labeled set (Sun et al. 2022).
+
+    Distance from each L2-normalized row to its ``k``-th nearest labeled row, with a flat FAISS
+    index of the labeled rows: memory is ``L x D`` plus one block, never ``N x L``. A labeled row
+    does not count as its own neighbour (leave-one-out), so the labeled items' scores are honest for
+    the threshold. With fewer labeled rows than ``k`` the farthest available one is used; a lone
+    labeled item scores 0.
+    """
+
+    def __init__(self, labeled_features: np.ndarray, k: int = 1) -> None:
+        if len(labeled_features) == 0:
+            raise AloeError("the knn score needs at least one labeled item")
+        if k < 1:
+            raise AloeError(f"knn k must be >= 1, got {k}")
+        self.k = k
+        self.index = faiss.IndexFlatL2(labeled_features.shape[1])
+        self.index.add(unit_rows(labeled_features))
+
+    def block(self, rows: np.ndarray, is_labeled: np.ndarray) -> np.ndarray:
+        """Scores of ``rows`` (float32); ``is_labeled`` marks the rows that are in the index."""
+        total = self.index.ntotal
+        dist, _ = self.index.search(unit_rows(rows), min(self.k + 1, total))
+        dist = np.sqrt(np.maximum(dist, 0.0))
+        scores = dist[:, min(self.k, total) - 1].copy()
+        labeled_col = min(self.k, total - 1)
+        scores[is_labeled] = dist[is_labeled, labeled_col] if labeled_col >= 1 else 0.0
+        return scores.astype(np.float32)
+
+
 def knn_scores(
     features: np.ndarray,
     labeled_positions: np.ndarray,
     k: int = 1,
     block_rows: int = DEFAULT_BLOCK_ROWS,
 ) -> np.ndarray:
-    """Distance from each L2-normalized row to its ``k``-th nearest labeled row (Sun et al. 2022).
-
-    A labeled row does not count as its own neighbour (leave-one-out), so the labeled items' scores
-    are honest for the threshold. Queries run ``block_rows`` at a time against a flat FAISS index of
-    the labeled rows: memory is ``L x D`` plus one block, never ``N x L``. With fewer labeled rows
-    than ``k`` the farthest available one is used; a lone labeled item scores 0.
-    """
+    """:class:`KnnScorer` over every row of ``features``, ``block_rows`` rows at a time."""
     positions = np.asarray(labeled_positions, dtype=np.int64)
-    if len(positions) == 0:
-        raise AloeError("the knn score needs at least one labeled item")
-    if k < 1:
-        raise AloeError(f"knn k must be >= 1, got {k}")
-    index = faiss.IndexFlatL2(features.shape[1])
-    index.add(unit_rows(features[np.sort(positions)]))
+    scorer = KnnScorer(features[np.sort(positions)], k)
     labeled = np.zeros(len(features), dtype=bool)
     labeled[positions] = True
     out = np.empty(len(features), dtype=np.float32)
     for start in range(0, len(features), block_rows):
-        block = unit_rows(features[start : start + block_rows])
-        is_labeled = labeled[start : start + len(block)]
-        depth = min(k + 1, index.ntotal)
-        dist, _ = index.search(block, depth)
-        dist = np.sqrt(np.maximum(dist, 0.0))
-        unlabeled_col = min(k, index.ntotal) - 1
-        labeled_col = min(k, index.ntotal - 1)
-        scores = dist[:, unlabeled_col].copy()
-        if labeled_col >= 1:
-            scores[is_labeled] = dist[is_labeled, labeled_col]
-        else:
-            scores[is_labeled] = 0.0
-        out[start : start + len(block)] = scores
+        stop = min(start + block_rows, len(features))
+        out[start:stop] = scorer.block(features[start:stop], labeled[start:stop])
     return out
 
 
@@ -115,6 +123,18 @@ class ScoreResult:
     scores: np.ndarray  # (N,) float32, higher = more likely unknown
     name: str  # the score actually used
     notes: list[str] = field(default_factory=list)
+
+
+def resolve_score(name: str, n_classes: int) -> tuple[str, list[str]]:
+    """The score to use and a note: a logit score with fewer than two known classes becomes ``knn``.
+
+    Raises :class:`AloeError` for an unknown score name.
+    """
+    if name not in SCORES:
+        raise AloeError(f"unknown score {name!r}; choose one of {', '.join(SCORES)}")
+    if name != "knn" and n_classes < 2:
+        return "knn", [f"{name} needs >= 2 known classes, the round has {n_classes}: used knn"]
+    return name, []
 
 
 def compute_scores(
@@ -130,12 +150,7 @@ def compute_scores(
     A logit score with fewer than two known classes falls back to ``knn`` and adds a note.
     Raises :class:`AloeError` for an unknown score name or a round without labeled items.
     """
-    if name not in SCORES:
-        raise AloeError(f"unknown score {name!r}; choose one of {', '.join(SCORES)}")
-    notes: list[str] = []
-    if name != "knn" and view.n_classes < 2:
-        notes.append(f"{name} needs >= 2 known classes, the round has {view.n_classes}: used knn")
-        name = "knn"
+    name, notes = resolve_score(name, view.n_classes)
     if name == "knn":
         return ScoreResult(knn_scores(view.features, view.labeled_positions, knn_k, block_rows), name, notes)
     function = LOGIT_SCORES[name]

@@ -18,9 +18,11 @@ from typing import Any
 import numpy as np
 
 from aloe.errors import AloeError
+from aloe.internal.dist import Comm
 from aloe.selector.config import SelectConfig
 from aloe.selector.selection import Selection
 from aloe.selector.strategies import run_strategy
+from aloe.selector.streamed import select_streamed, streaming_reason
 from aloe.selector.view import RoundView
 
 CSV_COLUMNS = ("id", "rank", "cluster", "ood_score", "flagged")
@@ -37,10 +39,22 @@ def default_name(config: SelectConfig) -> str:
     return f"{config.strategy}-b{config.budget}-{digest}"
 
 
-def select_round(store: Any, t: int, config: SelectConfig) -> Selection:
-    """Read round ``t`` of ``store`` and run ``config``'s strategy on it; timings include ``read``."""
+def select_round(store: Any, t: int, config: SelectConfig, comm: Comm | None = None) -> Selection:
+    """Read round ``t`` of ``store`` and run ``config``'s strategy on it; timings include ``read``.
+
+    The features stream from the store (:mod:`aloe.selector.streamed`) under ``torchrun``, with a
+    k-means sample, when asked, or when the in-memory path would not fit; otherwise the whole round
+    is read into a :class:`RoundView`. Under ``torchrun`` every rank gets the same selection.
+    """
+    comm = comm or Comm()
     started = time.perf_counter()
-    view = RoundView.from_round(store.round(t), store.ids)
+    reader = store.round(t)
+    reason = streaming_reason(config, reader.n_items, reader.feature_dim, comm)
+    if reason is not None:
+        selection = select_streamed(reader, store.ids, config, comm, reason)
+        selection.timings["total"] = time.perf_counter() - started
+        return selection
+    view = RoundView.from_round(reader, store.ids)
     read = time.perf_counter() - started
     selection = run_strategy(view, config.strategy, config.budget, config.seed, config.params())
     selection.timings = {"read": read, **selection.timings, "total": time.perf_counter() - started}
@@ -149,15 +163,18 @@ def run_select(
     round: int | None = None,
     name: str | None = None,
     overwrite: bool = False,
+    comm: Comm | None = None,
 ) -> SelectOutcome:
     """Select on round ``round`` (default: the latest complete one), record it, write ``out``.
 
     A selection already recorded under ``name`` with the same request is reused (not rerun); with a
-    different request it is an :class:`AloeError` unless ``overwrite``.
+    different request it is an :class:`AloeError` unless ``overwrite``. Under ``torchrun`` (``comm``
+    with several ranks) every rank reads its shard and rank 0 alone writes the record and ``out``.
     """
     from aloe.store import open_store
 
-    store = open_store(store_path, mode="a")
+    comm = comm or Comm()
+    store = open_store(store_path, mode="r" if comm.sharded else "a")
     t = store.latest_round() if round is None else round
     store.round(t)  # a precise error for a missing or incomplete round, before any work
     request = request_of(config)
@@ -173,9 +190,15 @@ def run_select(
                 f"({_differences(attrs.get('request', {}), request)}); use --overwrite or another --name"
             )
     if not reused:
-        record_selection(store, t, name, select_round(store, t, config), request, overwrite=overwrite)
+        selection = select_round(store, t, config, comm)
+        comm.barrier()  # every rank has finished reading before rank 0 writes
+        if comm.is_root:
+            writer = open_store(store_path, mode="a") if comm.sharded else store
+            record_selection(writer, t, name, selection, request, overwrite=overwrite)
+    comm.barrier()
     attrs, arrays = store.read_selection(t, name)
-    write_batch_csv(out, arrays)
+    if comm.is_root:
+        write_batch_csv(out, arrays)
     return SelectOutcome(t, name, reused, attrs, arrays)
 
 

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from aloe.errors import AloeError
-from aloe.selector.baselines import make_uncertainty_strategy, select_badge, select_coreset, select_random
+from aloe.selector.baselines import (
+    make_uncertainty_strategy,
+    random_batch,
+    select_badge,
+    select_coreset,
+    select_random,
+)
 from aloe.selector.config import SelectParams
 from aloe.selector.rule import rank_clusters, score_round, select_aloe, select_kmeans, select_ood
 from aloe.selector.selection import Selection
@@ -65,16 +71,15 @@ def _attach_scores(view: RoundView, selection: Selection, params: SelectParams) 
         )
 
 
-def run_strategy(
-    view: RoundView, name: str, budget: int, seed: int = 0, params: SelectParams | None = None
-) -> Selection:
-    """Select ``budget`` unlabeled items of ``view`` with strategy ``name``.
+def trivial_selection(
+    name: str, budget: int, seed: int, params: SelectParams, unlabeled: np.ndarray, n_labeled: int
+) -> Selection | None:
+    """The cases every strategy shares, or ``None`` when the strategy itself must run.
 
     Raises :class:`AloeError` for an unknown strategy, ``budget <= 0``, a seed outside
-    ``[0, 2**31)`` or no unlabeled items.
-    A budget of at least the number of unlabeled items returns all of them (in position order);
-    with no labels at all, a strategy that needs labels is replaced by a uniform sample. Both cases
-    are written to ``notes``. Timings include a ``total``.
+    ``[0, 2**31)`` or no unlabeled items. A budget of at least the number of unlabeled items takes
+    all of them (in position order); with no labels at all, a strategy that needs labels is
+    replaced by a uniform sample. Both cases are written to ``notes``.
     """
     if name not in STRATEGIES:
         raise AloeError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
@@ -82,21 +87,33 @@ def run_strategy(
         raise AloeError(f"budget must be > 0, got {budget}")
     if not 0 <= seed < 2**31:
         raise AloeError(f"seed must be in [0, 2**31), got {seed}")
-    params = params or SelectParams()
-    strategy = STRATEGIES[name]
-    unlabeled = view.unlabeled_positions
     if len(unlabeled) == 0:
         raise AloeError("every pool item is labeled: nothing left to select")
-    started = time.perf_counter()
     if budget >= len(unlabeled):
         selection = Selection(name, budget, seed, params.model_dump(), positions=unlabeled.copy())
         selection.notes.append(f"budget {budget} >= {len(unlabeled)} unlabeled items: took them all")
-    elif strategy.needs_labels and len(view.labeled_positions) == 0:
-        selection = select_random(view, budget, seed, params)
+        return selection
+    if STRATEGIES[name].needs_labels and n_labeled == 0:
+        selection = random_batch(unlabeled, budget, seed, params)
         selection.strategy = name
         selection.notes.append("cold start: no labeled items, so a uniform random sample")
-    else:
-        selection = strategy.select(view, budget, seed, params)
+        return selection
+    return None
+
+
+def run_strategy(
+    view: RoundView, name: str, budget: int, seed: int = 0, params: SelectParams | None = None
+) -> Selection:
+    """Select ``budget`` unlabeled items of ``view`` with strategy ``name``.
+
+    The shared cases and errors are :func:`trivial_selection`'s; scores, ``tau`` and flags are
+    attached to every selection made with labels. Timings include a ``total``.
+    """
+    params = params or SelectParams()
+    started = time.perf_counter()
+    selection = trivial_selection(name, budget, seed, params, view.unlabeled_positions, len(view.labeled_positions))
+    if selection is None:
+        selection = STRATEGIES[name].select(view, budget, seed, params)
     if selection.scores is None and len(view.labeled_positions):
         _attach_scores(view, selection, params)
     selection.positions = np.asarray(selection.positions, dtype=np.int64)

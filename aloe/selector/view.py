@@ -13,8 +13,19 @@ from aloe.errors import AloeError
 _CHECK_ROWS = 65_536
 
 
-def _first_nonfinite(name: str, array: np.ndarray, ids: np.ndarray) -> None:
-    """Raise :class:`AloeError` saying how many rows of ``array`` hold NaN/inf, and the first one."""
+def candidate_positions(n_items: int, labeled_positions: np.ndarray, excluded_positions: np.ndarray) -> np.ndarray:
+    """Sorted int64 positions that may be selected: neither labeled nor excluded."""
+    candidates = np.ones(n_items, dtype=bool)
+    candidates[np.asarray(labeled_positions, dtype=np.int64)] = False
+    candidates[np.asarray(excluded_positions, dtype=np.int64)] = False
+    return np.flatnonzero(candidates).astype(np.int64)
+
+
+def check_finite(name: str, array: np.ndarray, ids: np.ndarray, offset: int = 0) -> None:
+    """Raise :class:`AloeError` saying how many rows of ``array`` hold NaN/inf, and the first one.
+
+    ``array`` may be a block of rows starting at pool position ``offset`` (``ids`` are the pool's).
+    """
     bad_rows = 0
     first = -1
     for start in range(0, len(array), _CHECK_ROWS):
@@ -28,6 +39,7 @@ def _first_nonfinite(name: str, array: np.ndarray, ids: np.ndarray) -> None:
                 first = start + int(np.argmax(bad))
             bad_rows += int(bad.sum())
     if bad_rows:
+        first += offset
         raise AloeError(
             f"{name} hold NaN or inf in {bad_rows} row(s); first: row {first} (id {str(ids[first])!r})"
         )
@@ -112,8 +124,8 @@ class RoundView:
         excluded = self.excluded_positions
         if len(excluded) and (excluded.min() < 0 or excluded.max() >= n):
             raise AloeError(f"excluded positions must lie in [0, {n})")
-        _first_nonfinite("features", self.features, self.ids)
-        _first_nonfinite("logits", self.logits, self.ids)
+        check_finite("features", self.features, self.ids)
+        check_finite("logits", self.logits, self.ids)
 
     @property
     def n_items(self) -> int:
@@ -135,9 +147,7 @@ class RoundView:
     @cached_property
     def unlabeled_positions(self) -> np.ndarray:
         """Sorted int64 positions of the candidates: unlabeled and not excluded."""
-        candidates = ~self.labeled_mask
-        candidates[self.excluded_positions] = False
-        return np.flatnonzero(candidates).astype(np.int64)
+        return candidate_positions(self.n_items, self.labeled_positions, self.excluded_positions)
 
     @classmethod
     def from_round(cls, reader: Any, ids: np.ndarray) -> RoundView:
@@ -155,5 +165,10 @@ class RoundView:
             labeled_positions=reader.labeled_positions,
             labeled_classes=reader.labeled_classes,
             class_names=tuple(reader.class_names),
-            excluded_positions=reader.provenance.get("skipped", {}).get("positions", []),
+            excluded_positions=excluded_positions(reader),
         )
+
+
+def excluded_positions(reader: Any) -> np.ndarray:
+    """Positions a round's embedder could not read (``provenance["skipped"]``): never candidates."""
+    return np.asarray(reader.provenance.get("skipped", {}).get("positions", []), dtype=np.int64)
