@@ -35,7 +35,7 @@ from aloe.selector.view import candidate_positions, check_finite, excluded_posit
 
 STREAMED_STRATEGIES = ("aloe", "ood")
 IN_MEMORY_PEAK = 2.5  # the in-memory path's peak host memory over the float32 features (bench/select)
-READ_ROWS = 65_536
+READ_ROWS = 16_384  # rows read at a time (rounded to whole chunks): the one block held beyond O(N)
 
 
 def available_memory() -> int | None:
@@ -80,10 +80,9 @@ def streaming_reason(config: SelectConfig, n_items: int, dim: int, comm: Comm) -
     return reason
 
 
-def read_rows(reader: Any, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows ``[start, stop)`` of a round: features in their stored dtype, logits as float32."""
-    rows = np.arange(start, stop)
-    return reader.features(rows, dtype=None), reader.logits(rows)
+def read_block_rows(reader: Any) -> int:
+    """Rows per read: whole chunks, about :data:`READ_ROWS`."""
+    return reader.chunk_rows * max(1, READ_ROWS // reader.chunk_rows)
 
 
 def unit_block(rows: np.ndarray, normalize: bool, device: torch.device) -> torch.Tensor:
@@ -104,10 +103,9 @@ class StoreRows:
 
     def blocks(self) -> Iterator[tuple[int, torch.Tensor]]:
         """See :class:`aloe.selector.lloyd.RowSource`."""
-        done = 0
-        for start in range(self.shard.start, self.shard.stop, READ_ROWS):
-            stop = min(start + READ_ROWS, self.shard.stop)
-            rows = self.reader.features(np.arange(start, stop), dtype=None)[self.shard.is_candidate(start, stop)]
+        done, shard = 0, self.shard
+        for start, rows in self.reader.iter_blocks(read_block_rows(self.reader), shard.start, shard.stop, None):
+            rows = rows[shard.is_candidate(start, start + len(rows))]
             yield done, unit_block(rows, self.normalize, self.device)
             done += len(rows)
 
@@ -177,10 +175,13 @@ def first_pass(
     scores = np.empty(shard.stop - shard.start, dtype=np.float32)
     kept = torch.empty((len(keep), reader.feature_dim), dtype=torch.float32, device=device)
     read_s = score_s = 0.0
-    for start in range(shard.start, shard.stop, READ_ROWS):
-        stop = min(start + READ_ROWS, shard.stop)
+    blocks = reader.iter_blocks(read_block_rows(reader), shard.start, shard.stop, None)
+    while True:
         began = time.perf_counter()
-        features, logits = read_rows(reader, start, stop)
+        start, features, logits = next(blocks, (None, None, None))
+        if start is None:
+            break
+        stop = start + len(features)
         read = time.perf_counter()
         check_finite("features", features, ids, offset=start)
         check_finite("logits", logits, ids, offset=start)

@@ -77,11 +77,15 @@ class RowReader:
         stored dtype (float16 by default) and skips the conversion."""
         return self._rows("features", rows, dtype)
 
-    def iter_blocks(self, block_rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(start, features_block)`` as float32, ``block_rows`` (default: a chunk) at a time."""
-        step, n = block_rows or self.chunk_rows, self.n_items
-        for start in range(0, n, step):
-            yield start, cast(self._node.read("features", start, min(start + step, n)), np.float32)
+    def iter_blocks(
+        self, block_rows: int | None = None, start: int = 0, stop: int | None = None, dtype: Any = np.float32
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(start, features_block)``, ``block_rows`` (default: a chunk) at a time, over rows
+        ``[start, stop)`` (default: all); ``dtype=None`` keeps the stored dtype."""
+        step, stop = block_rows or self.chunk_rows, self.n_items if stop is None else stop
+        for first in range(start, stop, step):
+            values = self._node.read("features", first, min(first + step, stop))
+            yield first, cast(values, dtype or values.dtype)
 
     def close(self) -> None:
         """Release the node's file handles."""
@@ -128,8 +132,10 @@ class RoundReader(RowReader):
         """All logits (N x C) or the given rows, as float32."""
         return self._rows("logits", rows)
 
-    def iter_blocks(self, block_rows: int | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """Yield ``(start, features_block, logits_block)`` as float32."""
-        for start, features in super().iter_blocks(block_rows):
-            stop = start + len(features)
-            yield start, features, cast(self._node.read("logits", start, stop), np.float32)
+    def iter_blocks(
+        self, block_rows: int | None = None, start: int = 0, stop: int | None = None, dtype: Any = np.float32
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Yield ``(start, features_block, logits_block)``: features as ``dtype`` (``None``: as
+        stored), logits as float32, over rows ``[start, stop)`` (default: all)."""
+        for first, features in super().iter_blocks(block_rows, start, stop, dtype):
+            yield first, features, cast(self._node.read("logits", first, first + len(features)), np.float32)

@@ -142,3 +142,12 @@ def test_two_gloo_ranks_under_torchrun_give_the_one_process_batch(pool_store, tm
     _, arrays_two = store.read_selection(0, "two")
     np.testing.assert_array_equal(arrays_two["scores"], arrays_one["scores"])
     assert np.mean(arrays_two["clusters"] == arrays_one["clusters"]) > 0.99
+
+
+def test_round_blocks_cover_a_row_range_in_the_stored_dtype(pool_store):
+    path, view = pool_store
+    reader = open_store(path).round(0)
+    blocks = list(reader.iter_blocks(64, start=100, stop=300, dtype=None))
+    assert [start for start, *_ in blocks] == [100, 164, 228, 292]
+    np.testing.assert_array_equal(np.concatenate([f for _, f, _ in blocks]), view.features[100:300])
+    np.testing.assert_array_equal(np.concatenate([z for *_, z in blocks]), view.logits[100:300])
