@@ -104,7 +104,7 @@ class StoreRows:
     def blocks(self) -> Iterator[tuple[int, torch.Tensor]]:
         """See :class:`aloe.selector.lloyd.RowSource`."""
         done, shard = 0, self.shard
-        for start, rows in self.reader.iter_blocks(read_block_rows(self.reader), shard.start, shard.stop, None):
+        for start, rows, _ in self.reader.iter_blocks(read_block_rows(self.reader), shard.start, shard.stop, None):
             rows = rows[shard.is_candidate(start, start + len(rows))]
             yield done, unit_block(rows, self.normalize, self.device)
             done += len(rows)
