@@ -200,11 +200,14 @@ def export_command(batch_path: Path, out: Path, images: Path | None, manifest: P
 @labels_group.command("push")
 @click.argument("batch_path", metavar="BATCH", type=click.Path(path_type=Path))
 @image_options
+@click.option("--upload", is_flag=True,
+              help="Upload the --images to the server instead of serving them as local files (for a server "
+                   "that cannot see this machine's disk).")
 @server_options
 @ledger_options
 def push_command(batch_path: Path, images: Path | None, manifest: Path | None, config_path: Path | None,
-                 document_root: Path | None, prefix: str, url: str, token: str | None, title: str | None,
-                 ledger: Path | None, store: Path | None) -> None:
+                 document_root: Path | None, prefix: str, upload: bool, url: str, token: str | None,
+                 title: str | None, ledger: Path | None, store: Path | None) -> None:
     """Put BATCH (the CSV from aloe-select) into a Label Studio project, ready to label.
 
     Finds the project by title or creates it, sets its labeling interface (the classes in the
@@ -212,7 +215,7 @@ def push_command(batch_path: Path, images: Path | None, manifest: Path | None, c
     --images folder, and imports the batch's tasks that are not there yet (pushing twice adds
     nothing). The server must run with the environment variables that ``export-batch --images``
     prints (LOCAL_FILES_SERVING_ENABLED=true, LOCAL_FILES_DOCUMENT_ROOT=the document root); with
-    --prefix the images are hosted elsewhere and no storage is needed.
+    --upload the images are uploaded instead, and with --prefix they are hosted elsewhere.
 
     Example: aloe labels push runs/loop/batch.csv --store runs/loop/pool.zarr
     --config configs/offline-default.yaml --images runs/loop/images/round-1
@@ -220,10 +223,11 @@ def push_command(batch_path: Path, images: Path | None, manifest: Path | None, c
     book = _ledger(ledger, store)
     client = LabelStudio(url, token)
     prepared = prepare_batch(batch_path, manifest=manifest, config=config_path, images=images,
-                             document_root=document_root, prefix=prefix)
+                             document_root=document_root, prefix=prefix, upload=upload)
     project = _title(title, book)
     config = label_config(sorted(set(book.labels().values())))
-    result = push_batch(client, project, prepared.tasks, config, prepared.local_folder)
+    result = push_batch(client, project, prepared.tasks, config, prepared.local_folder,
+                        prepared.files if upload else None)
     state = "created" if result.created else "existing"
     click.echo(f"pushed {result.imported} tasks to Label Studio project {project!r} ({state}, id "
                f"{result.project_id}; {result.storage}); {result.already_there} were already there")

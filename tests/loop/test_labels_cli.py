@@ -160,3 +160,26 @@ def test_import_beside_a_store_numbers_the_round_after_its_latest(tmp_path, caps
     assert "(round 1)" in capsys.readouterr().out
     entries = Ledger(tmp_path / "run" / "ledger.csv").entries()
     assert [(e.id, e.round) for e in entries] == [("i0", 0), ("i1", 0), ("i4", 1), ("i5", 1)]
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["pull", "{run}/batch.csv", "--url", "http://127.0.0.1:9"], {"LABEL_STUDIO_API_KEY": "t0"},
+         "cannot reach Label Studio at http://127.0.0.1:9"),
+        (["pull", "{run}/batch.csv"], {}, "no Label Studio token: set LABEL_STUDIO_API_KEY or pass --token"),
+        (["push", "{run}/batch.csv", "--url", "localhost:8080", "--token", "t0", "--prefix", "https://x/"], {},
+         "--url must be the server's http(s) address"),
+        (["push", "{run}/batch.csv", "--token", "t0", "--prefix", "https://x/", "--upload"], {},
+         "--upload go with --images DIR"),
+    ],
+)
+def test_push_and_pull_refuse_bad_settings_in_one_line(run, capsys, monkeypatch, argv, env, message):
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    before = (run / "ledger.csv").read_text()
+    code = labels(*[a.format(run=run) for a in argv], "--ledger", run / "ledger.csv")
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert (run / "ledger.csv").read_text() == before

@@ -97,7 +97,7 @@ def test_export_with_images_and_prefix_points_at_the_hosted_copy(file_pool, caps
     [
         (["--images", "{tmp}/served", "--document-root", "{tmp}/served"], "not the root itself"),
         (["--images", "{tmp}/served", "--document-root", "{tmp}/elsewhere"], "is not under the document root"),
-        (["--config", "x.yaml"], "--config and --document-root go with --images"),
+        (["--config", "x.yaml"], "--config, --document-root and --upload go with --images"),
         ([], "say where the images are"),
     ],
 )

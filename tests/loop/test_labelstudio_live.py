@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from aloe.store import open_store
 
 pytestmark = pytest.mark.labelstudio
 
+OFFLINE_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "offline-default.yaml"
 N_ITEMS = 24
 BUDGET = 5
 
@@ -146,3 +148,23 @@ def test_push_annotate_export_pull_and_the_next_round(server, run, capsys):
     assert run_cli(embed_command, [str(a) for a in embed]) == 0
     next_round = open_store(store, mode="r").round(1)
     assert set(next_round.class_names) == {"c0", "c1", "Zebra"}
+
+
+def test_push_uploads_array_pool_images(server, tmp_path, capsys):
+    batch = "id,rank,cluster,ood_score,flagged\nmnist-0000,0,3,2.0,1\nmnist-0001,1,5,1.0,0\n"
+    (tmp_path / "batch.csv").write_text(batch)
+    (tmp_path / "ledger.csv").write_text("id,label\nmnist-0002,digit-0\n")
+    push = ["push", tmp_path / "batch.csv", "--ledger", tmp_path / "ledger.csv", "--config", OFFLINE_CONFIG,
+            "--images", tmp_path / "written", "--upload", "--url", server.url, "--token", server.token,
+            "--project", "aloe upload test"]
+    assert labels(*push) == 0, capsys.readouterr().err
+    assert "pushed 2 tasks" in capsys.readouterr().out
+    assert labels(*push) == 0 and "pushed 0 tasks" in capsys.readouterr().out
+
+    client = LabelStudio(server.url, server.token)
+    tasks = json.loads(client.export(client.project_named("aloe upload test")["id"]))
+    assert sorted(t["data"]["aloe_id"] for t in tasks) == ["mnist-0000", "mnist-0001"]
+    for task in tasks:
+        assert task["meta"]["rank"] in ("0", "1")
+        status, body = _get(server, task["data"]["image"])
+        assert status == 200 and body == (tmp_path / "written" / f"{task['data']['aloe_id']}.png").read_bytes()

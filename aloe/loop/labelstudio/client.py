@@ -9,10 +9,13 @@ Authentication takes either kind of Label Studio token: a legacy API token (sent
 from __future__ import annotations
 
 import json
+import mimetypes
 import os
+import secrets
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from aloe.errors import AloeError
@@ -48,13 +51,12 @@ class LabelStudio:
             access = self.request("POST", "/api/token/refresh", body={"refresh": token}, authorize=False)
             self._authorization = f"Bearer {access['access']}"
 
-    def _send(self, method: str, path: str, params: dict | None, body: object, authorize: bool) -> bytes:
+    def _send(self, method: str, path: str, params: dict | None = None, data: bytes | None = None,
+              content_type: str | None = None, authorize: bool = True) -> bytes:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
         headers = {"Accept": "application/json"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
+        if content_type is not None:
+            headers["Content-Type"] = content_type
         if authorize:
             headers["Authorization"] = self._authorization
         request = urllib.request.Request(self.url + path + query, data=data, headers=headers, method=method)
@@ -70,21 +72,38 @@ class LabelStudio:
             reason = getattr(exc, "reason", exc)
             raise AloeError(f"cannot reach Label Studio at {self.url} ({reason})") from None
 
-    def request(self, method: str, path: str, params: dict | None = None, body: object = None,
-                authorize: bool = True) -> Any:
-        """Send one request and decode the JSON answer (``None`` for an empty one)."""
-        raw = self._send(method, path, params, body, authorize)
+    @staticmethod
+    def _decode(raw: bytes, what: str) -> Any:
         if not raw.strip():
             return None
         try:
             return json.loads(raw)
         except json.JSONDecodeError:
             text = _one_line(raw.decode(errors="replace"))
-            raise AloeError(f"Label Studio {method} {path}: the answer is not JSON: {text}") from None
+            raise AloeError(f"{what}: the answer is not JSON: {text}") from None
+
+    def request(self, method: str, path: str, params: dict | None = None, body: object = None,
+                authorize: bool = True) -> Any:
+        """Send one request (``body`` as JSON) and decode the JSON answer (``None`` for an empty one)."""
+        data = None if body is None else json.dumps(body).encode()
+        content_type = None if body is None else "application/json"
+        raw = self._send(method, path, params, data, content_type, authorize)
+        return self._decode(raw, f"Label Studio {method} {path}")
+
+    def upload(self, project_id: int, path: Path) -> list[int]:
+        """Upload one image file into the project as a new task; returns the new task ids."""
+        boundary = secrets.token_hex(16)
+        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+                f"Content-Type: {kind}\r\n\r\n")
+        data = head.encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+        where = f"/api/projects/{project_id}/import"
+        raw = self._send("POST", where, {"return_task_ids": "true"}, data, f"multipart/form-data; boundary={boundary}")
+        return list(self._decode(raw, f"Label Studio POST {where}").get("task_ids", []))
 
     def fetch(self, path: str, params: dict | None = None) -> bytes:
         """The raw body of a GET (an export in CSV, an image)."""
-        return self._send("GET", path, params, None, True)
+        return self._send("GET", path, params)
 
     def projects(self) -> list[dict]:
         """Every project this user can see."""

@@ -2,21 +2,22 @@
 
 Push finds the project by title (or creates it) with the open-world labeling interface, connects a
 Local Files storage to the folder of the batch's images (when they are served as local files) and
-imports the batch's tasks that the project does not hold yet, so pushing twice adds nothing. Pull
+imports the batch's tasks that the project does not hold yet, so pushing twice adds nothing. For a
+server that cannot see this machine's disk, the images are uploaded instead, one task per image. Pull
 reads the project's JSON export and keeps the tasks of the batch.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from aloe.errors import AloeError
 from aloe.loop.labelstudio.client import LabelStudio
 from aloe.loop.labelstudio.exports import Annotation, parse_json_export
-from aloe.loop.labelstudio.tasks import ID_KEY
+from aloe.loop.labelstudio.tasks import ID_KEY, IMAGE_KEY
 
 STORAGE_TITLE = "aloe batch images"
 
@@ -59,12 +60,23 @@ def _connect_storage(client: LabelStudio, project_id: int, folder: Path) -> str:
     return f"connected Local Files storage {folder}"
 
 
+def _upload(client: LabelStudio, project_id: int, tasks: Sequence[dict], files: Mapping[str, Path]) -> None:
+    """Upload each task's image as a new task, then give that task the batch's data and meta."""
+    for task in tasks:
+        item = task["data"][ID_KEY]
+        for task_id in client.upload(project_id, files[item]):
+            created = client.request("GET", f"/api/tasks/{task_id}")
+            data = {**task["data"], IMAGE_KEY: created["data"][IMAGE_KEY]}
+            client.request("PATCH", f"/api/tasks/{task_id}", body={"data": data, "meta": task["meta"]})
+
+
 def push_batch(client: LabelStudio, title: str, tasks: Sequence[dict], label_config: str,
-               local_folder: Path | None) -> PushResult:
+               local_folder: Path | None, upload: Mapping[str, Path] | None = None) -> PushResult:
     """Put the tasks into the project ``title`` (created if missing; its interface updated).
 
     ``local_folder`` is the folder of the images when they are served as local files: a Local
-    Files storage is connected to it unless one already is.
+    Files storage is connected to it unless one already is. ``upload`` (each id's image file)
+    uploads the images to the server instead.
     """
     if len(title.strip()) < 3:
         raise AloeError(f"the project title must have at least 3 characters, got {title!r}")
@@ -75,10 +87,14 @@ def push_batch(client: LabelStudio, title: str, tasks: Sequence[dict], label_con
     elif project.get("label_config") != label_config:
         client.request("PATCH", f"/api/projects/{project['id']}", body={"label_config": label_config})
     project_id = int(project["id"])
-    storage = _connect_storage(client, project_id, local_folder) if local_folder is not None else "no storage needed"
+    storage = "images uploaded" if upload else "no storage needed"
+    if local_folder is not None:
+        storage = _connect_storage(client, project_id, local_folder)
     present = {_aloe_id(task) for task in _project_tasks(client, project_id)}
     new = [task for task in tasks if task["data"][ID_KEY] not in present]
-    if new:
+    if new and upload:
+        _upload(client, project_id, new, upload)
+    elif new:
         client.request("POST", f"/api/projects/{project_id}/import", body=new)
     return PushResult(project_id, created, storage, len(new), len(tasks) - len(new))
 
