@@ -49,9 +49,9 @@ def ensure_venv() -> Path:
     partial.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "venv", str(partial)], check=True)
     subprocess.run(
-        ["nice", "-n", "10", str(partial / "bin" / "python"), "-m", "pip", "install", "--quiet",
-         "--disable-pip-version-check", f"label-studio=={VERSION}"],
-        check=True,
+        [str(partial / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         f"label-studio=={VERSION}"],
+        check=True, preexec_fn=lambda: os.nice(10),  # leave the CPU to the tests running beside it
     )
     try:
         partial.rename(venv)

@@ -143,6 +143,8 @@ def test_push_annotate_export_pull_and_the_next_round(server, run, capsys):
     assert f"{BUDGET}/{BUDGET} of the batch labeled" in capsys.readouterr().out
     assert ledger.labels() == expected
     assert {e.round for e in ledger.entries() if e.id in batch_ids} == {1}
+    assert labels(*push) == 0, capsys.readouterr().err  # the interface now offers the new class
+    assert '<Choice value="Zebra"/>' in client.project_named(title)["label_config"]
 
     embed = ["--from-features", run / "pool.npz", "--labels", ledger.path, "--store", store, "--quiet"]
     assert run_cli(embed_command, [str(a) for a in embed]) == 0
@@ -153,7 +155,7 @@ def test_push_annotate_export_pull_and_the_next_round(server, run, capsys):
 def test_push_uploads_array_pool_images(server, tmp_path, capsys):
     batch = "id,rank,cluster,ood_score,flagged\nmnist-0000,0,3,2.0,1\nmnist-0001,1,5,1.0,0\n"
     (tmp_path / "batch.csv").write_text(batch)
-    (tmp_path / "ledger.csv").write_text("id,label\nmnist-0002,digit-0\n")
+    (tmp_path / "ledger.csv").write_text("id,label\n")  # a cold start: no classes to choose from yet
     push = ["push", tmp_path / "batch.csv", "--ledger", tmp_path / "ledger.csv", "--config", OFFLINE_CONFIG,
             "--images", tmp_path / "written", "--upload", "--url", server.url, "--token", server.token,
             "--project", "aloe upload test"]
@@ -162,7 +164,9 @@ def test_push_uploads_array_pool_images(server, tmp_path, capsys):
     assert labels(*push) == 0 and "pushed 0 tasks" in capsys.readouterr().out
 
     client = LabelStudio(server.url, server.token)
-    tasks = json.loads(client.export(client.project_named("aloe upload test")["id"]))
+    project = client.project_named("aloe upload test")
+    assert "<Choices" not in project["label_config"] and 'name="new_class"' in project["label_config"]
+    tasks = json.loads(client.export(project["id"]))
     assert sorted(t["data"]["aloe_id"] for t in tasks) == ["mnist-0000", "mnist-0001"]
     for task in tasks:
         assert task["meta"]["rank"] in ("0", "1")
