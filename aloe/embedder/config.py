@@ -9,6 +9,7 @@ from pydantic import Field
 from aloe.config import StrictModel
 from aloe.data.sources import DataConfig
 from aloe.embedder.backbones import BackboneConfig
+from aloe.embedder.batches import Preprocess
 from aloe.embedder.device import DeviceChoice
 from aloe.embedder.finetune import FinetuneConfig
 from aloe.embedder.head import LinearHeadConfig
@@ -17,12 +18,16 @@ Mode = Literal["finetune", "linear"]
 
 
 class PoolConfig(StrictModel):
-    """The pool pass: inference batch size, loader workers, store chunking and feature dtype."""
+    """The pool pass: inference batch size, loader workers, where preprocessing runs, store chunking and
+    feature dtype."""
 
     batch_size: int = Field(256, ge=1)
     workers: int = Field(2, ge=0)
     chunk_rows: int = Field(8192, ge=1)
     feature_dtype: Literal["float16", "float32"] = "float16"
+    preprocess: Preprocess = Field(
+        "auto", description="where images are decoded/resized/augmented: loader workers, or the device "
+                            "(auto: the device on CUDA, the loader on a CPU); also used by fine-tuning")
 
 
 class EmbedConfig(StrictModel):
@@ -30,6 +35,8 @@ class EmbedConfig(StrictModel):
 
     backbone: BackboneConfig
     data: DataConfig
+    test: DataConfig | None = Field(
+        None, description="the benchmark's own test split (simulation metrics); none: a stratified carve-out")
     mode: Mode = "finetune"
     finetune: FinetuneConfig = FinetuneConfig()
     linear: LinearHeadConfig = LinearHeadConfig()

@@ -17,13 +17,12 @@ import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from aloe.config import StrictModel
-from aloe.data.images import PoolImages
 from aloe.data.sources import ImageSource
 from aloe.embedder.backbones import Backbone
+from aloe.embedder.batches import ImageBatches
 from aloe.embedder.device import autocast_for
 from aloe.embedder.recipe import (
     EarlyStopping,
@@ -34,7 +33,7 @@ from aloe.embedder.recipe import (
     mixup_loss,
     validation_split,
 )
-from aloe.embedder.transforms import Augment, eval_transform, train_transform
+from aloe.embedder.transforms import Augment
 
 
 class FinetuneConfig(StrictModel):
@@ -91,19 +90,19 @@ def train_step(backbone: Backbone, head: nn.Linear, optimizer: torch.optim.Optim
 
 
 @torch.inference_mode()
-def validation_loss(backbone: Backbone, head: nn.Linear, loader: DataLoader, class_of: dict[int, int],
+def validation_loss(backbone: Backbone, head: nn.Linear, batches: ImageBatches, class_of: dict[int, int],
                     label_smoothing: float, device: torch.device) -> float:
-    """Mean label-smoothed cross entropy over ``loader``'s readable items (eval mode, no augmentation)."""
+    """Mean label-smoothed cross entropy over the readable items of ``batches`` (eval mode, no augmentation)."""
     backbone.module.eval()
     head.eval()
     total, count = torch.zeros((), device=device), 0
-    for positions, images, errors in loader:
+    for positions, images, errors in batches:
         keep = [i for i, error in enumerate(errors) if not error]
         if not keep:
             continue
         targets = torch.tensor([class_of[p] for p in positions[keep].tolist()], device=device)
         with autocast_for(device):
-            logits = head(backbone(images[keep].to(device, non_blocking=True)).float())
+            logits = head(backbone(images[keep]).float())
         total += nn.functional.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing,
                                              reduction="sum")
         count += len(keep)
@@ -123,16 +122,18 @@ def finetune(
     device: torch.device,
     seed: int,
     workers: int,
+    preprocess: str = "loader",
     quiet: bool = False,
 ) -> tuple[nn.Linear, dict[str, Any]]:
     """Reset ``backbone``, train it end to end with a new head on ``(positions, classes)``.
 
-    Unreadable labeled images are left out of training. With fewer than two known classes there is
-    nothing to discriminate: the backbone stays pretrained and the head untrained. Returns the head
-    (the backbone is trained in place; both end on ``device`` in eval mode) and training statistics:
-    ``steps``, per-epoch ``losses`` (and ``val_losses``), ``lrs`` (the backbone's rate in each epoch's last step),
-    ``grad_norm_max`` (before clipping) and ``early_stop`` (monitor, validation size, best epoch,
-    epochs run, whether it stopped early).
+    Images are preprocessed by the loader workers or on ``device`` (``preprocess``, see
+    :class:`aloe.embedder.batches.ImageBatches`). Unreadable labeled images are left out of training.
+    With fewer than two known classes there is nothing to discriminate: the backbone stays pretrained
+    and the head untrained. Returns the head (the backbone is trained in place; both end on ``device``
+    in eval mode) and training statistics: ``steps``, per-epoch ``losses`` (and ``val_losses``),
+    ``lrs`` (the backbone's rate in each epoch's last step), ``grad_norm_max`` (before clipping) and
+    ``early_stop`` (monitor, validation size, best epoch, epochs run, whether it stopped early).
     """
     backbone.reset()
     head = new_head(backbone.feature_dim, n_classes, seed)
@@ -149,14 +150,13 @@ def finetune(
     train_positions = sorted(np.delete(positions, held).tolist())
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    pin = device.type == "cuda"
-    dataset = PoolImages(source, train_transform(backbone, cfg.augment), train_positions, backbone.image_size)
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed), num_workers=workers, pin_memory=pin)
+    loader = ImageBatches(source, train_positions, backbone, device=device, batch_size=cfg.batch_size,
+                          workers=workers, preprocess=preprocess, train=True, augment=cfg.augment, shuffle=True,
+                          seed=seed)
     val_loader = None
     if len(held):
-        val_set = PoolImages(source, eval_transform(backbone), sorted(positions[held].tolist()), backbone.image_size)
-        val_loader = DataLoader(val_set, batch_size=cfg.batch_size, num_workers=workers, pin_memory=pin)
+        val_loader = ImageBatches(source, sorted(positions[held].tolist()), backbone, device=device,
+                                  batch_size=cfg.batch_size, workers=workers, preprocess=preprocess)
     optimizer = torch.optim.AdamW(
         [{"params": module.parameters(), "lr": cfg.lr}, {"params": head.parameters(), "lr": cfg.head_lr or cfg.lr}],
         weight_decay=cfg.weight_decay,
@@ -171,7 +171,7 @@ def finetune(
     module.train()
     head.train()
     stopped_early, last_lr = False, cfg.lr
-    with tqdm(total=cfg.epochs * len(dataset), desc="fine-tune", unit="img", disable=quiet,
+    with tqdm(total=cfg.epochs * len(train_positions), desc="fine-tune", unit="img", disable=quiet,
               dynamic_ncols=True) as bar:
         for epoch in range(cfg.epochs):
             total, count = torch.zeros((), device=device), 0
@@ -184,8 +184,7 @@ def finetune(
                 if len(keep) < len(images):
                     batch_positions, images = batch_positions[keep], images[keep]
                 targets = torch.tensor([class_of[p] for p in batch_positions.tolist()], device=device)
-                loss, norm = train_step(backbone, head, optimizer, images.to(device, non_blocking=True), targets,
-                                        cfg, rng, device)
+                loss, norm = train_step(backbone, head, optimizer, images, targets, cfg, rng, device)
                 last_lr = optimizer.param_groups[0]["lr"]
                 scheduler.step()
                 if norm is not None:

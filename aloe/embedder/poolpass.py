@@ -1,6 +1,7 @@
 """The pool pass: run every pool image through the model, streaming blocks into a store writer.
 
-Batches come from a ``DataLoader`` (worker processes decode and preprocess while the model runs);
+Batches come from a ``DataLoader`` (worker processes read, and decode and preprocess unless the
+device does: :mod:`aloe.embedder.batches`, while the model runs);
 each batch's outputs go straight to the writer, which persists whole chunks, so features are never
 all in memory and a killed pass resumes from the writer's ``rows_done``. On CUDA the outputs of
 batch k are copied to the host asynchronously and written while batch k+1 runs, so store writes
@@ -15,12 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from aloe.data.images import PoolImages
 from aloe.data.sources import ImageSource
 from aloe.embedder.backbones import Backbone
+from aloe.embedder.batches import ImageBatches
 from aloe.embedder.device import autocast_for
 
 Blocks = Callable[[], tuple[np.ndarray, ...]]
@@ -41,53 +41,39 @@ class PassReport:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
 
 
-def loader_for(
-    source: ImageSource, transform, positions, image_size: int, batch_size: int, workers: int, pin: bool
-) -> DataLoader:
-    """An in-order ``DataLoader`` of :class:`PoolImages` over ``positions``."""
-    return DataLoader(
-        PoolImages(source, transform, positions, image_size),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=workers,
-        pin_memory=pin,
-        persistent_workers=False,
-        prefetch_factor=4 if workers > 0 else None,
-    )
-
-
 def run_pool_pass(
     encode: Encoder,
     source: ImageSource,
-    transform,
     writer,
     *,
-    image_size: int,
+    backbone: Backbone,
     batch_size: int,
     workers: int,
     device: torch.device,
+    preprocess: str = "loader",
     desc: str = "pool pass",
     quiet: bool = False,
 ) -> PassReport:
     """Encode items ``writer.rows_done .. N-1`` of ``source`` and ``writer.write`` them in order.
 
-    ``encode`` starts a batch of uint8 images (on ``device``) and returns a callable giving the blocks
-    the writer takes, e.g. ``(features, logits)``; it is called after the next batch has started.
-    The writer is not committed here.
+    ``encode`` starts a batch of images (on ``device``, preprocessed for ``backbone`` by the loader or
+    on the device: :class:`aloe.embedder.batches.ImageBatches`) and returns a callable giving the
+    blocks the writer takes, e.g. ``(features, logits)``; it is called after the next batch has
+    started. The writer is not committed here.
     """
     start_row = int(writer.rows_done)
-    positions = range(start_row, len(source))
+    batches = ImageBatches(source, range(start_row, len(source)), backbone, device=device, batch_size=batch_size,
+                           workers=workers, preprocess=preprocess)
     report = PassReport()
-    loader = loader_for(source, transform, positions, image_size, batch_size, workers, device.type == "cuda")
     previous: Blocks | None = None
     started = time.perf_counter()
     with tqdm(total=len(source), initial=start_row, desc=desc, unit="img", disable=quiet,
               dynamic_ncols=True) as bar:
-        for batch_positions, images, errors in loader:
+        for batch_positions, images, errors in batches:
             for position, error in zip(batch_positions.tolist(), errors, strict=True):
                 if error:
                     report.skipped[position] = error
-            started_batch = encode(images.to(device, non_blocking=True))
+            started_batch = encode(images)
             if previous is not None:
                 writer.write(*previous())
             previous = started_batch
@@ -100,7 +86,7 @@ def run_pool_pass(
 
 
 def model_encoder(backbone: Backbone, head: torch.nn.Module | None, device: torch.device) -> Encoder:
-    """An :data:`Encoder` of uint8 batches giving ``(features,)``, or ``(features, logits)`` with ``head``.
+    """An :data:`Encoder` of image batches (uint8, or float on the 0-255 scale) giving ``(features,)``, or ``(features, logits)`` with ``head``.
 
     Runs under inference mode with bf16 autocast on CUDA; the blocks are float32 numpy arrays. On CUDA
     the copy to the host is queued without waiting; the returned callable waits for that copy only.

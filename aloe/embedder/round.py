@@ -27,13 +27,13 @@ from aloe import __version__
 from aloe.data.images import PoolImages
 from aloe.data.sources import ImageSource, build_source
 from aloe.embedder.backbones import Backbone, build_backbone, state_hash
+from aloe.embedder.batches import resolve_preprocess
 from aloe.embedder.checkpoint import checkpoint_path, discard, load_trained, save_trained, training_key
 from aloe.embedder.config import EmbedConfig
 from aloe.embedder.device import resolve_device
 from aloe.embedder.finetune import finetune
 from aloe.embedder.linear_round import write_linear_round
 from aloe.embedder.poolpass import PassReport, model_encoder, run_pool_pass
-from aloe.embedder.transforms import eval_transform
 from aloe.errors import AloeError
 from aloe.labels import LabeledSet, check_known_ids, read_labels
 from aloe.store import Store, create_store, open_store
@@ -76,10 +76,17 @@ def open_or_create_store(path: Path, source: ImageSource) -> Store:
     return store
 
 
-def cache_key(backbone: Backbone) -> str:
-    """Feature-cache key: the backbone's weights hash and its preprocessing."""
-    prep = json.dumps([backbone.name, backbone.image_size, backbone.mean, backbone.std])
+def cache_key(backbone: Backbone, preprocess: str = "loader") -> str:
+    """Feature-cache key: the backbone's weights hash and its preprocessing (where it runs too, when that
+    is the device: its resampling differs slightly from the loader's)."""
+    settings = [backbone.name, backbone.image_size, backbone.mean, backbone.std]
+    prep = json.dumps(settings if preprocess == "loader" else [*settings, preprocess])
     return f"frozen-{backbone.checkpoint_hash}-{hashlib.sha256(prep.encode()).hexdigest()[:8]}"
+
+
+def frozen_key(backbone: Backbone, cfg: EmbedConfig, device: torch.device) -> str:
+    """The cache key of ``backbone``'s frozen features as ``cfg`` computes them on ``device``."""
+    return cache_key(backbone, resolve_preprocess(cfg.pool.preprocess, device))
 
 
 def _nothing(image) -> torch.Tensor:
@@ -103,8 +110,8 @@ def _skipped_record(source: ImageSource, skipped: dict[int, str]) -> dict[str, A
 
 def _pass(encoder, source, backbone, writer, cfg: EmbedConfig, device, desc, quiet) -> PassReport:
     resumed_from = int(writer.rows_done)
-    report = run_pool_pass(encoder, source, eval_transform(backbone), writer, image_size=backbone.image_size,
-                           batch_size=cfg.pool.batch_size, workers=cfg.pool.workers, device=device,
+    report = run_pool_pass(encoder, source, writer, backbone=backbone, batch_size=cfg.pool.batch_size,
+                           workers=cfg.pool.workers, device=device, preprocess=cfg.pool.preprocess,
                            desc=desc, quiet=quiet)
     if resumed_from:
         report.skipped.update(scan_unreadable(source, resumed_from, cfg.pool.workers))
@@ -117,7 +124,7 @@ def frozen_cache(store: Store, backbone: Backbone, source: ImageSource, cfg: Emb
 
     Returns the cache reader, its unreadable items, and the pass report (``None`` when reused).
     """
-    key = cache_key(backbone)
+    key = frozen_key(backbone, cfg, device)
     cached = store.cached_features(key)
     report = None
     if cached is None:
@@ -173,7 +180,7 @@ def _linear_round(cfg: EmbedConfig, store: Store, store_path: Path, source: Imag
     cache, skipped, report = frozen_cache(store, backbone, source, cfg, device, quiet)
     summary.timings_s["frozen_features"] = report.seconds if report else 0.0
     lin = cfg.linear
-    provenance.update(linear_head=lin.model_dump(), feature_cache=cache_key(backbone),
+    provenance.update(linear_head=lin.model_dump(), feature_cache=frozen_key(backbone, cfg, device),
                       skipped=_skipped_record(source, skipped))
     mark = time.perf_counter()
     write_linear_round(store, t, cache, labeled, head=lin,
@@ -195,7 +202,8 @@ def _finetune_round(cfg: EmbedConfig, store: Store, store_path: Path, source: Im
     loaded = load_trained(checkpoint, key, backbone, len(names), device)
     if loaded is None:
         head, stats = finetune(backbone, source, positions, classes, len(names), cfg.finetune, device=device,
-                               seed=cfg.seed, workers=cfg.pool.workers, quiet=quiet)
+                               seed=cfg.seed, workers=cfg.pool.workers, preprocess=cfg.pool.preprocess,
+                               quiet=quiet)
         if stats["trained"]:
             save_trained(checkpoint, key, backbone, head, stats)
     else:

@@ -32,6 +32,11 @@ class OraclePool:
     description: dict
 
     @property
+    def test_split(self) -> str:
+        """Which test split the metrics use: the benchmark's own, given, or a stratified carve-out."""
+        return str(self.description.get("test_split", "given"))
+
+    @property
     def class_names(self) -> list[str]:
         """Every class of the pool, sorted."""
         return sorted(set(self.labels.tolist()))
@@ -94,7 +99,7 @@ def make_oracle_pool(
         if test_features.shape[1] != features.shape[1]:
             raise AloeError(f"{source}: test_features have {test_features.shape[1]} columns, "
                             f"features {features.shape[1]}")
-        description["test_split"] = "given"
+        description.setdefault("test_split", "given")
     if len(test_labels) == 0:
         raise AloeError(f"{source}: the test split is empty (no class has two items)")
     description["labels_sha256_16"] = _labels_digest(ids, labels, test_labels)

@@ -60,16 +60,14 @@ def encode_images(images: np.ndarray, backbone_cfg: BackboneConfig, quiet: bool 
     from aloe.embedder.backbones import build_backbone
     from aloe.embedder.device import resolve_device
     from aloe.embedder.poolpass import model_encoder, run_pool_pass
-    from aloe.embedder.transforms import eval_transform
 
     backbone = build_backbone(backbone_cfg)
     device = resolve_device("auto")
     backbone.module.to(device)
     source = ArrayImageSource("pool", [str(i) for i in range(len(images))], images, None, {})
     writer = _Collect()
-    report = run_pool_pass(model_encoder(backbone, None, device), source, eval_transform(backbone), writer,
-                           image_size=backbone.image_size, batch_size=IMAGE_BATCH, workers=0, device=device,
-                           desc="embedding", quiet=quiet)
+    report = run_pool_pass(model_encoder(backbone, None, device), source, writer, backbone=backbone,
+                           batch_size=IMAGE_BATCH, workers=0, device=device, desc="embedding", quiet=quiet)
     if report.skipped:
         raise AloeError(f"{len(report.skipped)} images could not be decoded")
     return np.concatenate(writer.blocks) if writer.blocks else np.zeros((0, backbone.feature_dim), np.float32)

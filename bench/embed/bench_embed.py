@@ -3,7 +3,8 @@
 The bare forward runs the backbone and head on preprocessed batches already in memory on the device
 (normalised floats). The pool pass is the real thing: ``run_pool_pass`` with a ``DataLoader`` over an
 image source (resize, crop, uint8 tensors), on-device normalisation, the head, and every block
-streamed into a fresh round of a real Zarr store. The two alternate ``--repeats`` times after a
+streamed into a fresh round of a real Zarr store (``--preprocess device``: workers only read, the
+device crops and resizes). The two alternate ``--repeats`` times after a
 warm-up; the figures are medians and the ratio is pass / bare (target >= 0.8).
 
     python bench/embed/bench_embed.py --out bench/embed/results-cpu.json
@@ -26,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from aloe.data.sources import ArrayImageSource  # noqa: E402
+from aloe.data.sources import ArrayImageSource, ImageSource  # noqa: E402
 from aloe.embedder.backbones import Backbone, OpenClipConfig, TimmConfig, build_backbone  # noqa: E402
 from aloe.embedder.device import autocast_for, resolve_device  # noqa: E402
 from aloe.embedder.finetune import new_head  # noqa: E402
@@ -64,22 +65,21 @@ def bare_forward(backbone: Backbone, head: torch.nn.Module, batches: list[torch.
     return sum(len(b) for b in batches) / (time.perf_counter() - started)
 
 
-def pool_pass(backbone: Backbone, head: torch.nn.Module, source: ArrayImageSource, batch_size: int,
-              workers: int, device: torch.device, folder: Path) -> float:
+def pool_pass(backbone: Backbone, head: torch.nn.Module, source: ImageSource, batch_size: int,
+              workers: int, device: torch.device, folder: Path, preprocess: str = "loader") -> float:
     """Images/s of the full pool pass into a fresh store round (store creation not timed)."""
     store = create_store(folder / f"bench-{time.monotonic_ns()}.zarr", source.ids)
     writer = store.begin_round(0, feature_dim=backbone.feature_dim, class_names=[f"c{i}" for i in range(10)],
                                labeled_positions=np.zeros(0, np.int64), labeled_classes=np.zeros(0, np.int64))
     started = time.perf_counter()
-    run_pool_pass(model_encoder(backbone, head, device), source, eval_transform(backbone), writer,
-                  image_size=backbone.image_size, batch_size=batch_size, workers=workers, device=device,
-                  quiet=True)
+    run_pool_pass(model_encoder(backbone, head, device), source, writer, backbone=backbone,
+                  batch_size=batch_size, workers=workers, device=device, preprocess=preprocess, quiet=True)
     writer.commit()
     return len(source) / (time.perf_counter() - started)
 
 
 def compare(name: str, backbone: Backbone, n: int, batch_size: int, workers: int, repeats: int,
-            device: torch.device, distinct: int = 8192) -> dict:
+            device: torch.device, distinct: int = 8192, preprocess: str = "loader") -> dict:
     """Alternate bare forward and pool pass ``repeats`` times after a warm-up; medians and ratio.
 
     The bare forward covers the same ``n`` images as the pass, cycling through the first
@@ -98,12 +98,13 @@ def compare(name: str, backbone: Backbone, n: int, batch_size: int, workers: int
     with tempfile.TemporaryDirectory() as folder:
         bare_forward(backbone, head, batches[:2], device)
         pool_pass(backbone, head, generated_source(2 * batch_size, seed=1), batch_size, workers, device,
-                  Path(folder))
+                  Path(folder), preprocess)
         for _ in range(repeats):
             bare.append(bare_forward(backbone, head, batches, device))
-            passes.append(pool_pass(backbone, head, source, batch_size, workers, device, Path(folder)))
+            passes.append(pool_pass(backbone, head, source, batch_size, workers, device, Path(folder), preprocess))
     return {
         "model": name, "backbone": backbone.name, "image_size": backbone.image_size, "n_images": n,
+        "preprocess": preprocess,
         "batch_size": batch_size, "workers": workers, "repeats": repeats,
         "bare_forward_items_per_s": round(statistics.median(bare), 1),
         "pool_pass_items_per_s": round(statistics.median(passes), 1),
@@ -131,6 +132,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[1024, 192], help="images per model")
     parser.add_argument("--batch-size", type=int, nargs="+", default=[128, 32], help="per model")
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--preprocess", default="loader", choices=["loader", "device"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -138,7 +140,8 @@ def main() -> None:
     report = {"benchmark": "pool pass vs bare forward", "machine": machine(device), "results": []}
     for name, n, batch_size in zip(args.models, args.n, args.batch_size, strict=True):
         torch.manual_seed(0)
-        result = compare(name, build_backbone(MODELS[name]), n, batch_size, args.workers, args.repeats, device)
+        result = compare(name, build_backbone(MODELS[name]), n, batch_size, args.workers, args.repeats, device,
+                         preprocess=args.preprocess)
         report["results"].append(result)
         print(json.dumps(result), flush=True)
     if device.type == "cpu":

@@ -22,3 +22,12 @@ def test_paper_configs_carry_the_labelbench_recipe_with_its_source(name):
     assert cfg.mode == "finetune"
     assert cfg.finetune.model_dump(include=set(LABELBENCH)) == LABELBENCH
     assert "clip_ViTB32_finetune.json" in path.read_text()
+
+
+@pytest.mark.parametrize(("name", "kind"), [("cifar100-lt", "cifar100"), ("imagenet-lt", "split_list"),
+                                            ("places365-lt", "split_list")])
+def test_paper_configs_name_the_benchmarks_own_test_split(name, kind):
+    cfg = load_config(EmbedConfig, CONFIGS / f"{name}.yaml")
+    assert cfg.test is not None and cfg.test.kind == kind
+    assert getattr(cfg.test, "split", "test") == "test"
+    assert "test" in str(getattr(cfg.test, "list_file", "test"))
