@@ -86,7 +86,8 @@ def run_pool_pass(
 
 
 def model_encoder(backbone: Backbone, head: torch.nn.Module | None, device: torch.device) -> Encoder:
-    """An :data:`Encoder` of image batches (uint8, or float on the 0-255 scale) giving ``(features,)``, or ``(features, logits)`` with ``head``.
+    """An :data:`Encoder` of image batches (uint8, or float on the 0-255 scale) giving ``(features,)``,
+    or ``(features, logits)`` with ``head``.
 
     Runs under inference mode with bf16 autocast on CUDA; the blocks are float32 numpy arrays. On CUDA
     the copy to the host is queued without waiting; the returned callable waits for that copy only.
