@@ -9,7 +9,7 @@ import click
 
 from aloe.config import validate_config
 from aloe.errors import AloeError
-from aloe.loop.demo import TITLE, default_config, result_line
+from aloe.loop.demo import TITLE, default_config, result_lines
 from aloe.loop.embedded import load_config_pool
 from aloe.loop.oracle import load_npz_pool
 from aloe.loop.progress import round_progress
@@ -149,10 +149,12 @@ def demo_command(out: Path, config_path: Path | None, strategies, budget, rounds
     digits once (cached in OUT/features.zarr); then ALOE and random selection label it side by
     side, a batch per round, for three seeds, and the report compares how fast each discovers the
     classes. No network, no GPU; a few minutes on a laptop CPU. Rerunning continues or reuses
-    what OUT holds. Ends with the report's path and the classes each strategy found at equal labels.
+    what OUT holds. Ends with the report's path, the classes each strategy found at equal labels and
+    the labels each needed to discover every class (mean over seeds; "> M" where a seed fell short).
     """
     options = (strategies, budget, rounds, seeds, initial, score, tpr, multiplier, head_c)
     _run_simulation(config_path or default_config(), None, out, options, quiet)
     report = write_report(out, title=TITLE)
     click.echo(f"report: {report}")
-    click.echo(result_line(out))
+    for line in result_lines(out):
+        click.echo(line)

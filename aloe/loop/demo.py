@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aloe.errors import AloeError
 from aloe.loop.metrics import read_metrics
-from aloe.loop.report import by_run, summary_line, total_classes
+from aloe.loop.report import by_run, discovery_lines, summary_line, total_classes
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "offline-default.yaml"
 TITLE = "ALOE demo: offline MNIST-LT through EfficientNet-Lite0 features"
@@ -26,8 +26,10 @@ def default_config() -> Path:
     return DEFAULT_CONFIG.relative_to(cwd) if DEFAULT_CONFIG.is_relative_to(cwd) else DEFAULT_CONFIG
 
 
-def result_line(out: str | Path) -> str:
-    """The demo's one-line result: classes found by each strategy at equal labels."""
+def result_lines(out: str | Path) -> list[str]:
+    """The demo's result: classes found by each strategy at equal labels, then the labels each
+    strategy needed to discover every class."""
     out = Path(out)
     rows = read_metrics(out / "metrics.csv")
-    return summary_line(by_run(rows), total_classes(out, rows))
+    runs, n_classes = by_run(rows), total_classes(out, rows)
+    return [summary_line(runs, n_classes), *discovery_lines(runs, n_classes)]

@@ -48,6 +48,22 @@ def predict(logits: np.ndarray, class_names: list[str]) -> np.ndarray:
     return np.asarray(class_names)[np.asarray(logits).argmax(axis=1)]
 
 
+def stalls(rows: list[dict], n_classes: int) -> list[int]:
+    """Lengths of a run's stalls: runs of consecutive rounds that found no new class while classes
+    remained undiscovered. ``rows`` are one run's metrics in round order (round 0 first)."""
+    lengths, current = [], 0
+    for before, row in zip(rows, rows[1:]):
+        if before["n_classes_discovered"] >= n_classes:
+            break
+        if row["n_classes_discovered"] > before["n_classes_discovered"]:
+            if current:
+                lengths.append(current)
+            current = 0
+        else:
+            current += 1
+    return lengths + ([current] if current else [])
+
+
 def _format(row: dict) -> dict:
     out = dict(row)
     for key in _FLOATS:

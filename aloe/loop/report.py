@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from aloe.errors import AloeError  # noqa: E402
-from aloe.loop.metrics import read_metrics  # noqa: E402
+from aloe.loop.metrics import read_metrics, stalls  # noqa: E402
 
 FRACTIONS = (0.5, 0.9, 1.0)
 SETTINGS_NAME = "simulation.json"
@@ -137,6 +137,22 @@ def _saving(reach: Reach, baseline: Reach | None) -> str:
     return f"{100 * (1 - reach.mean / baseline.mean):.0f}%"
 
 
+def stall_counts(seeds: dict[int, list[dict]], n_classes: int, labels: float) -> tuple[float, int]:
+    """Stall rounds (no new class while some remain) up to ``labels`` labels: the mean over seeds
+    of their number, and the longest stall of any seed."""
+    per_seed = [stalls([r for r in rows if r["n_labeled"] <= labels], n_classes) for rows in seeds.values()]
+    return float(np.mean([sum(s) for s in per_seed])), max((max(s, default=0) for s in per_seed), default=0)
+
+
+def discovery_lines(runs: dict, n_classes: int) -> list[str]:
+    """A heading, then per strategy the labels needed to discover every class (mean over seeds, or a
+    lower bound where a seed did not get there)."""
+    head = (f"labels to discover all {n_classes} classes, mean over seeds (> M: not every seed got there "
+            "within its labels, M is a lower bound):")
+    return [head] + [f"  {strategy} ({len(seeds)} seeds): {_cell(labels_to_reach(seeds, n_classes))}"
+                     for strategy, seeds in sorted(runs.items())]
+
+
 def _fmt(mean: float, std: float, digits: int) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if math.isfinite(mean) else "n/a"
 
@@ -201,9 +217,11 @@ def markdown(runs: dict, n_classes: int, title: str, settings: dict | None) -> s
         lines.append(f"| {strategy} | {len(seeds)} | " + " | ".join(cells) + " |")
     common = common_labels(runs)
     lines += ["", f"## At {common:.0f} labels (the most every strategy reached)", "",
-              "Mean ± standard deviation over seeds; select seconds: mean time per selection up to there.",
+              "Mean ± standard deviation over seeds; select seconds: mean time per selection up to there. "
+              "Stall rounds: rounds that found no new class while some remained (mean over seeds); "
+              "longest stall: the most such rounds in a row, any seed.",
               "", "| strategy | classes discovered | balanced accuracy | known balanced accuracy | "
-              "select seconds |", "|---|---|---|---|---|"]
+              "select seconds | stall rounds | longest stall |", "|---|---|---|---|---|---|---|"]
     for strategy, seeds in sorted(runs.items()):
         cells = []
         for key, digits in (("n_classes_discovered", 1), ("balanced_accuracy", 3), ("known_balanced_accuracy", 3)):
@@ -213,6 +231,8 @@ def markdown(runs: dict, n_classes: int, title: str, settings: dict | None) -> s
         times = [r["select_seconds"] for rs in seeds.values() for r in rs if 0 < r["n_labeled"] <= common
                  and r["round"] > 0]
         cells.append(f"{np.mean(times):.3f}" if times else "n/a")
+        stall_mean, longest = stall_counts(seeds, n_classes, common)
+        cells += [f"{stall_mean:.1f}", str(longest)]
         lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
     lines += ["", "![classes discovered](discovery.png)", "", "![balanced accuracy](accuracy.png)", ""]
     return "\n".join(lines)

@@ -67,13 +67,14 @@ def test_simulate_from_a_config_embeds_once_and_leaves_out_unreadable_images(con
     assert open_store(out / "random" / "seed-1" / "store.zarr").rounds() == [0, 1, 2, 3]
 
 
-def test_demo_ends_with_the_report_and_a_one_line_result(config, tmp_path, capsys):
+def test_demo_ends_with_the_report_and_the_labels_to_discover_every_class(config, tmp_path, capsys):
     out = tmp_path / "demo"
     assert run_cli(cli, ["demo", "--config", str(config), "--out", str(out), *ARGS]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-2] == f"report: {out / 'report.md'}"
-    assert lines[-1].startswith("classes discovered at 6 labels: aloe ") and ", random " in lines[-1]
-    assert lines[-1].endswith("/3")
+    assert lines[-5] == f"report: {out / 'report.md'}"
+    assert lines[-4].startswith("classes discovered at 6 labels: aloe ") and ", random " in lines[-4]
+    assert lines[-4].endswith("/3") and lines[-3].startswith("labels to discover all 3 classes")
+    assert lines[-2].startswith("  aloe (2 seeds): ") and lines[-1].startswith("  random (2 seeds): ")
     assert (out / "discovery.png").is_file() and "offline MNIST-LT" in (out / "report.md").read_text()
 
 

@@ -7,14 +7,16 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 from sklearn.metrics import recall_score
 
 from aloe.cli import cli
 from aloe.errors import AloeError
 from aloe.internal.cli import run_cli
-from aloe.loop.metrics import COLUMNS, balanced_accuracies, read_metrics, write_metrics
-from aloe.loop.report import write_report
+from aloe.loop.metrics import COLUMNS, balanced_accuracies, read_metrics, stalls, write_metrics
+from aloe.loop.report import by_run, discovery_lines, write_report
 
 
 def test_balanced_accuracies_match_sklearn_recalls():
@@ -105,5 +107,35 @@ def test_equal_labels_table_compares_strategies_where_all_have_data(tmp_path):
     assert "| aloe | 1 | 20 | 30 | > 30 (0/1 seeds) | 33% | 40% | n/a |" in text
     assert "| random | 1 | 30 | 50 | > 50 (0/1 seeds) |" in text
     assert "## At 30 labels (the most every strategy reached)" in text
-    assert "| aloe | 9.0 ± 0.0 | 0.900 ± 0.000 | 0.900 ± 0.000 | 0.015 |" in text
-    assert "| random | 5.0 ± 0.0 | 0.500 ± 0.000 | 0.900 ± 0.000 | 0.015 |" in text
+    assert "| aloe | 9.0 ± 0.0 | 0.900 ± 0.000 | 0.900 ± 0.000 | 0.015 | 0.0 | 0 |" in text
+    assert "| random | 5.0 ± 0.0 | 0.500 ± 0.000 | 0.900 ± 0.000 | 0.015 | 0.0 | 0 |" in text
+
+
+def test_stalls_are_runs_of_rounds_without_a_new_class_while_some_remain():
+    assert stalls(_rows("aloe", 0, [2, 2, 3, 3, 3, 5, 10, 10, 10]), 10) == [1, 2]
+    assert stalls(_rows("aloe", 0, [2, 3, 3, 3]), 10) == [2]  # still stalled at the end
+    assert stalls(_rows("aloe", 0, [10, 10, 10]), 10) == []
+    assert stalls(_rows("aloe", 0, [4]), 10) == []
+
+
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=30), st.integers(1, 20))
+def test_stall_rounds_count_every_round_without_a_new_class(steps, n_classes):
+    discovered = np.minimum(np.cumsum(steps), n_classes).tolist()
+    rows = _rows("aloe", 0, discovered)
+    expected = sum(1 for a, b in zip(discovered, discovered[1:]) if a < n_classes and b == a)
+    found = stalls(rows, n_classes)
+    assert sum(found) == expected and all(length > 0 for length in found)
+
+
+def test_report_counts_stalls_up_to_the_common_labels_and_lists_labels_to_every_class(tmp_path):
+    # aloe has 40 labels at most, so random's rounds past 40 labels are left out of the stall count
+    rows = (_rows("aloe", 0, [3, 3, 3, 10]) + _rows("aloe", 1, [3, 4, 5, 6])
+            + _rows("random", 0, [2, 2, 4, 4, 4, 4]))
+    write_metrics(tmp_path / "metrics.csv", rows)
+    (tmp_path / "simulation.json").write_text(json.dumps({"n_classes": 10}))
+    text = write_report(tmp_path).read_text()
+    assert "| aloe | 8.0 ± 2.0 | 0.800 ± 0.200 | 0.900 ± 0.000 | 0.020 | 1.0 | 2 |" in text
+    assert "| random | 4.0 ± 0.0 | 0.400 ± 0.000 | 0.900 ± 0.000 | 0.020 | 2.0 | 1 |" in text
+    lines = discovery_lines(by_run(read_metrics(tmp_path / "metrics.csv")), 10)
+    assert lines[0].startswith("labels to discover all 10 classes, mean over seeds")
+    assert lines[1:] == ["  aloe (2 seeds): > 40 (1/2 seeds, those at 40)", "  random (1 seeds): > 60 (0/1 seeds)"]
