@@ -6,12 +6,13 @@ respected), created on first use (about 2 minutes) and reused afterwards. It is 
 temporary name and renamed when complete, so an interrupted install is never taken for a good one.
 
 The server runs on 127.0.0.1 with a fresh data directory, a legacy API token, local files served
-from a given document root, and every outside call switched off (error reporting, analytics, the
-version check).
+from a document root in it, and every outside call switched off (error reporting, analytics, the
+version check). It dies with the test process even when that one is killed (Linux).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import shutil
@@ -27,6 +28,7 @@ from pathlib import Path
 
 VERSION = "1.23.2"
 START_TIMEOUT_S = 420.0
+PR_SET_PDEATHSIG = 1
 
 
 def venv_path() -> Path:
@@ -91,6 +93,22 @@ class Server:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=30)
 
+    def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Wait until the API answers (the database is initialised well after the port opens).
+
+        Raises ``RuntimeError`` with the server's last output when it exits or does not answer in
+        time (and stops it).
+        """
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Label Studio exited with code {self.process.returncode}:\n{self.log_tail()}")
+            if _api_ready(self.url, self.token):
+                return
+            time.sleep(2)
+        self.stop()
+        raise RuntimeError(f"Label Studio did not answer within {timeout_s:.0f} s:\n{self.log_tail()}")
+
 
 def _api_ready(url: str, token: str) -> bool:
     request = urllib.request.Request(f"{url}/api/projects", headers={"Authorization": f"Token {token}"})
@@ -101,13 +119,27 @@ def _api_ready(url: str, token: str) -> bool:
         return False
 
 
-def start(workdir: Path, document_root: Path) -> Server:
-    """Start Label Studio with its data in ``workdir`` and local files under ``document_root``.
+def _die_with_parent(parent: int) -> None:
+    """In the server process: a session of its own, and SIGTERM when the test process dies (Linux)."""
+    os.setsid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the fixture's stop() is the only guard
+        pass
+    if os.getppid() != parent:  # the test process died before prctl took effect
+        os._exit(1)
 
-    Waits until the API answers (the database is initialised after the port opens). Raises
-    ``RuntimeError`` with the server's last output when it exits or does not answer in time.
+
+def launch(workdir: Path) -> Server:
+    """Start Label Studio with its data in ``workdir`` and local files under ``workdir/files``.
+
+    Returns at once (installing the venv first if needed); :meth:`Server.wait_ready` waits for
+    the API. The server is stopped by :meth:`Server.stop`, or by the kernel if the test process
+    dies first.
     """
     python = ensure_venv()
+    document_root = workdir / "files"
+    document_root.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     token = secrets.token_hex(20)
     env = {
@@ -127,16 +159,8 @@ def start(workdir: Path, document_root: Path) -> Server:
         "--host", "127.0.0.1", "--internal-host", "127.0.0.1", "--port", str(port),
         "--username", "aloe@example.org", "--password", secrets.token_hex(12), "--user-token", token,
     ]
+    parent = os.getpid()
     with log.open("wb") as output:
         process = subprocess.Popen(command, env=env, cwd=workdir, stdout=output, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    server = Server(f"http://127.0.0.1:{port}", token, document_root, process, log)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"Label Studio exited with code {process.returncode}:\n{server.log_tail()}")
-        if _api_ready(server.url, token):
-            return server
-        time.sleep(2)
-    server.stop()
-    raise RuntimeError(f"Label Studio did not answer within {START_TIMEOUT_S:.0f} s:\n{server.log_tail()}")
+                                   preexec_fn=lambda: _die_with_parent(parent))
+    return Server(f"http://127.0.0.1:{port}", token, document_root, process, log)

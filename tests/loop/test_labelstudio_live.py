@@ -1,7 +1,8 @@
 """The labeling loop against a real Label Studio server (installed from PyPI into its own venv).
 
-One server for the module (start-up is about a minute on 2 cores, the first install about two);
-it is stopped at the end whatever happens, and a server that cannot start fails the tests.
+One server for the session (start-up is about a minute on 2 cores, the first install about two),
+launched when collection ends so that it boots while the earlier tests run; it is stopped at the
+end whatever happens, and a server that cannot start fails the tests.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from labelstudio_server import start
 from PIL import Image
 
 from aloe.embedder.cli import command as embed_command
@@ -32,16 +32,9 @@ BUDGET = 5
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A running Label Studio serving local files from its document root."""
-    work = tmp_path_factory.mktemp("label-studio")
-    root = work / "files"
-    root.mkdir()
-    running = start(work, root)
-    try:
-        yield running
-    finally:
-        running.stop()
+def server(label_studio):
+    """The session's Label Studio (launched by conftest.py when collection ends)."""
+    return label_studio
 
 
 @pytest.fixture
