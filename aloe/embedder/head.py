@@ -75,6 +75,15 @@ def _linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
     return head.eval()
 
 
+def _blocks(x_all: torch.Tensor, y_all: torch.Tensor, resident: bool, rows: int, device: torch.device):
+    """``(features float64, classes)`` on ``device``: all at once when resident, else ``rows`` at a time."""
+    if resident:
+        yield x_all, y_all
+        return
+    for start in range(0, len(y_all), rows):
+        yield x_all[start : start + rows].to(device, torch.float64), y_all[start : start + rows].to(device)
+
+
 def train_linear_head(
     features: np.ndarray,
     classes: np.ndarray,
@@ -106,8 +115,9 @@ def train_linear_head(
 
     Notes
     -----
-    L-BFGS minimises the objective divided by ``n`` (same minimiser, gradients on a per-row scale);
-    it stops when every gradient entry is below ``tol``, when a step changes nothing, or after
+    L-BFGS minimises the objective divided by ``n`` (same minimiser, gradients on a per-row scale)
+    over rows centred on their mean (an exact reparametrisation, since the bias is free; it halves
+    the iterations on uncentred features such as post-ReLU CNN activations); it stops when every gradient entry is below ``tol``, when a step changes nothing, or after
     ``max_iter`` iterations. Up to ``device_rows`` rows the features sit on the device at once;
     beyond, every evaluation streams them through in blocks of ``device_rows`` (still full batch).
     """
@@ -128,14 +138,13 @@ def train_linear_head(
     if resident:
         x_all, y_all = x_all.to(device, torch.float64), y_all.to(device)
     penalty = 1.0 / (2.0 * config.C)
+    # The fit sees centred rows, h - mean, with the bias b' = b + W mean: the same objective (the
+    # bias is free), far better conditioned (L-BFGS needs about half the iterations).
+    mean = sum(x.sum(dim=0) for x, _ in _blocks(x_all, y_all, resident, config.device_rows, device)) / n
 
     def blocks():
-        if resident:
-            yield x_all, y_all
-            return
-        for start in range(0, n, config.device_rows):
-            stop = start + config.device_rows
-            yield x_all[start:stop].to(device, torch.float64), y_all[start:stop].to(device)
+        for x, y in _blocks(x_all, y_all, resident, config.device_rows, device):
+            yield x - mean, y
 
     def objective() -> torch.Tensor:
         """Sum of log-losses + penalty, divided by n; gradients accumulated block by block."""
@@ -162,6 +171,8 @@ def train_linear_head(
     optimizer.step(objective)
     iterations = int(optimizer.state[weight]["n_iter"])
     final = float(objective()) * n
+    with torch.no_grad():
+        bias -= weight @ mean
     return HeadFit(_linear(weight, bias), iterations, iterations < config.max_iter, final)
 
 
