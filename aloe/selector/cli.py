@@ -34,6 +34,9 @@ Example:
               help=f"Selection strategy [default: aloe]. {_STRATEGY_HELP}.")
 @click.option("--score", type=click.Choice(list(SCORES)), default=None, help="OOD score [default: gradnorm].")
 @click.option("--tpr", type=float, default=None, help="Share of labeled items kept in-distribution [0.95].")
+@click.option("--threshold", type=click.Choice(["out_of_fold", "in_sample"]), default=None,
+              help="Labeled scores tau is the --tpr quantile of: out_of_fold (each item scored by the round's "
+                   "linear head refit without it; default) or in_sample (the paper: the head fit on them).")
 @click.option("--multiplier", type=int, default=None, help="k = multiplier * max(B, C) [default: 2].")
 @click.option("--seed", type=int, default=None, help="Seed of k-means and sampling [default: 0].")
 @click.option("--backend", type=click.Choice(["auto", "faiss", "torch"]), default=None,
@@ -50,7 +53,7 @@ Example:
 @click.option("--overwrite", is_flag=True, help="Replace a selection of the same name made with other settings.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
               help="YAML with any of the settings above (flags win) and niter, normalize, knn_k, "
-                   "max_points_per_centroid.")
+                   "max_points_per_centroid, folds.")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
 def cli(
     store_path: Path,
@@ -59,6 +62,7 @@ def cli(
     strategy: str | None,
     score: str | None,
     tpr: float | None,
+    threshold: str | None,
     multiplier: int | None,
     seed: int | None,
     backend: str | None,
@@ -76,7 +80,8 @@ def cli(
     The ALOE rule (Xie et al., TMLR 2025):
       1. score every item: o = OOD score, higher = more likely an unknown class
          (gradnorm by default; knn when fewer than 2 classes are known);
-      2. tau = the --tpr quantile of the labeled items' scores; o > tau flags an item OOD;
+      2. tau = the --tpr quantile of the labeled items' scores, each scored out of fold
+         (--threshold; the paper scores them in sample); o > tau flags an item OOD;
       3. k-means on the unlabeled items' L2-normalized features, k = multiplier * max(B, C);
       4. rank clusters by their share of flagged members (ties: higher mean o);
       5. from each of the top B clusters take its most-OOD member.
@@ -95,6 +100,7 @@ def cli(
         "strategy": strategy,
         "score": score,
         "tpr": tpr,
+        "threshold": threshold,
         "multiplier": multiplier,
         "seed": seed,
         "backend": backend,

@@ -30,6 +30,12 @@ class SelectParams(StrictModel):
     kmeans_sample: int | None = Field(
         None, ge=1, description="train k-means on this many seeded sample items, assign every item"
     )
+    threshold: Literal["out_of_fold", "in_sample"] = Field(
+        "out_of_fold",
+        description="labeled scores tau is taken over: out_of_fold (each scored by the round's linear head "
+        "refit without its fold; a departure from the paper) or in_sample (the paper: the head fit on them)",
+    )
+    folds: int = Field(5, ge=2, description="folds of the out-of-fold threshold")
 
 
 class SelectConfig(SelectParams):

@@ -10,6 +10,7 @@ import torch
 
 from aloe.selector.clustering import KMeansResult, kmeans, resolve_backend
 from aloe.selector.config import SelectParams
+from aloe.selector.heldout import threshold_scores
 from aloe.selector.scores import compute_scores
 from aloe.selector.selection import Selection
 from aloe.selector.threshold import ood_threshold
@@ -30,15 +31,24 @@ class Scored:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def score_round(view: RoundView, params: SelectParams) -> Scored:
-    """Steps 1-2: score every item, threshold at ``params.tpr`` over the labeled items, flag ``o > tau``."""
+def score_round(view: RoundView, params: SelectParams, seed: int = 0) -> Scored:
+    """Steps 1-2: score every item, threshold at ``params.tpr`` over the labeled items, flag ``o > tau``.
+
+    The labeled scores come from :func:`~aloe.selector.heldout.threshold_scores` (``seed`` draws
+    the out-of-fold split).
+    """
     started = time.perf_counter()
     result = compute_scores(view, params.score, knn_k=params.knn_k)
     scored_at = time.perf_counter()
-    tau = ood_threshold(result.scores[view.labeled_positions], params.tpr)
+    notes = list(result.notes)
+    labeled = threshold_scores(
+        result.scores[view.labeled_positions], lambda: view.features[view.labeled_positions], view.labeled_classes,
+        result.name, params, view.head, seed, notes,
+    )
+    tau = ood_threshold(labeled, params.tpr)
     flagged = result.scores > tau
     timings = {"scores": scored_at - started, "threshold": time.perf_counter() - scored_at}
-    return Scored(result.scores, result.name, tau, flagged, result.notes, timings)
+    return Scored(result.scores, result.name, tau, flagged, notes, timings)
 
 
 def top_positions(values: np.ndarray, positions: np.ndarray, count: int) -> np.ndarray:
@@ -181,7 +191,7 @@ def select_aloe(view: RoundView, budget: int, seed: int, params: SelectParams) -
     highest-``o`` unlabeled member; with fewer than ``B`` non-empty clusters the rest of the batch is
     the highest-``o`` unlabeled items not yet taken.
     """
-    scored = score_round(view, params)
+    scored = score_round(view, params, seed)
     timings = dict(scored.timings)
     unlabeled = view.unlabeled_positions
     k = aloe_k(len(unlabeled), budget, view.n_classes, params)
@@ -233,7 +243,7 @@ def aloe_from_clusters(
 
 def select_ood(view: RoundView, budget: int, seed: int, params: SelectParams) -> Selection:
     """ALOE's OOD half alone: the ``B`` unlabeled items with the highest ``o`` (ties: lower position)."""
-    return ood_from_scores(score_round(view, params), view.unlabeled_positions, budget, seed, params)
+    return ood_from_scores(score_round(view, params, seed), view.unlabeled_positions, budget, seed, params)
 
 
 def ood_from_scores(

@@ -58,7 +58,7 @@ STRATEGIES: dict[str, Strategy] = {
 
 def _attach_scores(view: RoundView, selection: Selection, params: SelectParams) -> None:
     """Fill in ``o``, ``tau``, flags (and cluster OOD ratios) for a selection that did not score."""
-    scored = score_round(view, params)
+    scored = score_round(view, params, selection.seed)
     selection.scores, selection.score_name = scored.scores, scored.name
     selection.tau, selection.flagged = scored.tau, scored.flagged
     selection.notes.extend(scored.notes)

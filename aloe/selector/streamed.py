@@ -30,6 +30,7 @@ from aloe.selector.rule import Scored, aloe_from_clusters, aloe_k, ood_from_scor
 from aloe.selector.scores import LOGIT_SCORES, KnnScorer, resolve_score
 from aloe.selector.selection import Selection
 from aloe.selector.strategies import trivial_selection
+from aloe.selector.heldout import threshold_scores
 from aloe.selector.threshold import ood_threshold
 from aloe.selector.view import candidate_positions, check_finite, excluded_positions
 
@@ -244,8 +245,12 @@ def select_streamed(reader: Any, ids: np.ndarray, config: SelectConfig, comm: Co
     began = time.perf_counter()
     here = (labeled >= shard.start) & (labeled < shard.stop)
     labeled_scores = comm.concat(pass_.scores[labeled[here] - shard.start])
-    tau = ood_threshold(labeled_scores, params.tpr)
     scores = comm.concat(pass_.scores)
+    labeled_scores = threshold_scores(
+        labeled_scores, lambda: reader.features(labeled), reader.labeled_classes, score_name, params,
+        reader.provenance.get("head"), config.seed, score_notes,
+    )
+    tau = ood_threshold(labeled_scores, params.tpr)
     timings["threshold"] = time.perf_counter() - began
     scored = Scored(scores, score_name, tau, scores > tau, [*notes, *score_notes], timings)
     if trivial is not None:

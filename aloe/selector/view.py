@@ -66,6 +66,9 @@ class RoundView:
     excluded_positions
         ``(E,)`` int64 positions that are never candidates: images the embedder could not read
         (their rows hold a placeholder's embedding; the round's ``provenance["skipped"]``).
+    head
+        The settings of the round's linear head (a linear round's ``provenance["head"]``), or
+        ``None`` (a fine-tuned head, or a view built by hand). The out-of-fold threshold refits it.
 
     Construction validates everything and raises :class:`AloeError` on NaN/inf (how many rows and
     the first), a logits width that is not ``len(class_names)``, or positions/classes out of range.
@@ -78,6 +81,7 @@ class RoundView:
     labeled_classes: np.ndarray
     class_names: tuple[str, ...]
     excluded_positions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    head: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         coerce = {
@@ -166,6 +170,7 @@ class RoundView:
             labeled_classes=reader.labeled_classes,
             class_names=tuple(reader.class_names),
             excluded_positions=excluded_positions(reader),
+            head=reader.provenance.get("head"),
         )
 
 
