@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 
 from aloe.data.npz import load_features_npz, npz_digest, npz_ids
 from aloe.embedder.head import LinearHeadConfig, head_logits, train_linear_head
@@ -106,22 +107,42 @@ def write_linear_round(
         config=head, device=device,
     )
     head_model = fit.head
-    trained = time.perf_counter()
-
     record = {
         "mode": "linear",
         "head": head.model_dump(),
         "head_fit": fit.summary(),
         "device": device,
-        "timings_s": {"train_head": trained - started},
+        "timings_s": {"train_head": time.perf_counter() - started},
         **(provenance or {}),
     }
+    write_head_round(store, t, feature_reader, head_model, labeled, record, feature_dtype=feature_dtype,
+                     chunk_rows=chunk_rows)
+
+
+def write_head_round(
+    store: Any,
+    t: int,
+    feature_reader: FeatureSource,
+    head_model: torch.nn.Linear,
+    labeled: LabeledSet,
+    provenance: dict[str, Any],
+    *,
+    feature_dtype: str = "float16",
+    chunk_rows: int | None = None,
+) -> None:
+    """Write round ``t``: every row of ``feature_reader`` with its logits under a trained head.
+
+    :func:`write_linear_round` trains the head and calls this; the simulation calls it with the head
+    it already trained. A partially written round ``t`` is resumed. Parameters as in
+    :func:`write_linear_round`; ``provenance`` is recorded as given.
+    """
+    n_items = int(store.n_items)
     begin = {
         "feature_dim": head_model.in_features,
-        "class_names": list(class_names),
-        "labeled_positions": positions,
-        "labeled_classes": classes,
-        "provenance": record,
+        "class_names": list(labeled.names),
+        "labeled_positions": np.asarray(labeled.positions, dtype=np.int64),
+        "labeled_classes": np.asarray(labeled.classes, dtype=np.int64),
+        "provenance": provenance,
         "feature_dtype": feature_dtype,
     }
     if chunk_rows is not None:

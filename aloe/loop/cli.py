@@ -28,7 +28,7 @@ def _seeds(text: str) -> list[int]:
 
 
 def _settings(strategies, budget, rounds, seeds, initial, score, tpr, multiplier, head_c,
-              head: dict | None = None) -> SimulationSettings:
+              head: dict | None = None, keep_stores: bool = False) -> SimulationSettings:
     select = {"score": score, "tpr": tpr, "multiplier": multiplier}
     head = {**(head or {}), **({"C": head_c} if head_c is not None else {})}
     return validate_config(
@@ -41,6 +41,7 @@ def _settings(strategies, budget, rounds, seeds, initial, score, tpr, multiplier
             "initial": initial,
             "select": {k: v for k, v in select.items() if v is not None},
             "head": head,
+            "keep_stores": keep_stores,
         },
         "options",
     )
@@ -79,16 +80,16 @@ def _add_options(command, rounds: int):
 
 
 def _run_simulation(config_path: Path | None, features_path: Path | None, out: Path, options: tuple,
-                    quiet: bool) -> Path:
+                    quiet: bool, jobs: int = 1, keep_stores: bool = False) -> Path:
     if (config_path is None) == (features_path is None):
         raise AloeError("give the pool: either --config embed.yaml or --features pool.npz")
-    settings = _settings(*options)  # bad options fail before any embedding
+    settings = _settings(*options, keep_stores=keep_stores)  # bad options fail before any embedding
     if config_path is not None:
         pool, head = load_config_pool(config_path, out, quiet)
-        settings = _settings(*options, head=head)
+        settings = _settings(*options, head=head, keep_stores=keep_stores)
     else:
         pool = load_npz_pool(features_path)
-    return simulate(pool, settings, out, round_progress(len(pool.ids), quiet))
+    return simulate(pool, settings, out, round_progress(len(pool.ids), quiet), jobs=jobs)
 
 
 @click.command("simulate")
@@ -100,22 +101,30 @@ def _run_simulation(config_path: Path | None, features_path: Path | None, out: P
                    "'classes' (names of integer labels), 'test_features', 'test_labels'.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="The simulation directory.")
 @simulation_options(rounds=5)
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Strategy x seed runs at once, each in its own process with the cores shared out; "
+                   "the results are the same as with --jobs 1.")
+@click.option("--keep-stores", is_flag=True,
+              help="Also write every round (features and logits, float32) and its selection into "
+                   "STRATEGY/seed-S/store.zarr, to inspect or reselect it with aloe-select "
+                   "(N x D per round on disk, and slower).")
 def simulate_command(config_path: Path | None, features_path: Path | None, out: Path, strategies, budget,
-                     rounds, seeds, initial, score, tpr, multiplier, head_c, quiet) -> None:
+                     rounds, seeds, initial, score, tpr, multiplier, head_c, quiet, jobs, keep_stores) -> None:
     """Simulate the labeling loop with an oracle, for several strategies and seeds.
 
-    Each round writes a real round (linear head on all labels so far) into a store, selects the
-    next batch with the strategy (recorded in that store) and asks the oracle for the batch's true
-    labels. Layout under OUT: simulation.json, metrics.csv (one row per strategy, seed and round;
-    round 0 is the initial random set), and STRATEGY/seed-S/ with store.zarr, ledger.csv and the
-    run's metrics.csv, so any round can be reselected or inspected later.
+    Each round trains the linear head on all labels so far, selects the next batch with the
+    strategy from the pool's features and the head's logits (held in memory) and asks the oracle
+    for the batch's true labels. Layout under OUT: simulation.json, metrics.csv (one row per
+    strategy, seed and round; round 0 is the initial random set), and STRATEGY/seed-S/ with
+    ledger.csv, the run's metrics.csv, each round's batch-T.csv and its selection record
+    (selections/T.npz: scores, flags, clusters, tau, k, timings); --keep-stores adds a real store.
 
     Accuracy is measured on the npz's test split, or on a stratified 20% of the pool carved out
-    (seed 0) before anything is labeled. Interrupted, the same command continues where it stopped;
-    more --rounds, strategies or seeds extend OUT. Then: aloe report OUT.
+    (seed 0) before anything is labeled. Interrupted, the same command continues where it stopped
+    (the ledgers are the state); more --rounds, strategies or seeds extend OUT. Then: aloe report OUT.
     """
     options = (strategies, budget, rounds, seeds, initial, score, tpr, multiplier, head_c)
-    path = _run_simulation(config_path, features_path, out, options, quiet)
+    path = _run_simulation(config_path, features_path, out, options, quiet, jobs, keep_stores)
     click.echo(f"metrics: {path}")
 
 

@@ -9,7 +9,9 @@ items is carved out (seeded) before anything is labeled; those items never enter
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +46,18 @@ class OraclePool:
     def oracle(self, positions: np.ndarray) -> dict[str, str]:
         """``{id: true label}`` of the items at ``positions``."""
         return dict(zip(self.ids[positions].tolist(), self.labels[positions].tolist(), strict=True))
+
+    @cached_property
+    def _positions(self) -> dict[str, int]:
+        return {item: i for i, item in enumerate(self.ids.tolist())}
+
+    def position_of(self, ids: Iterable[str]) -> np.ndarray:
+        """Pool positions of ``ids`` (an :class:`AloeError` names the first id outside the pool)."""
+        ids = list(ids)
+        unknown = [item for item in ids if item not in self._positions]
+        if unknown:
+            raise AloeError(f"{len(unknown)} id(s) are not in the pool, e.g. {unknown[0]!r}")
+        return np.array([self._positions[item] for item in ids], dtype=np.int64)
 
 
 def stratified_split(labels: np.ndarray, fraction: float = TEST_FRACTION, seed: int = 0) -> np.ndarray:

@@ -1,45 +1,58 @@
-"""``aloe simulate``: rounds of embed -> select -> oracle labels, per strategy and seed.
+"""``aloe simulate``: rounds of head -> select -> oracle labels, per strategy and seed.
 
 Layout of a simulation directory ``DIR``::
 
     simulation.json              settings, pool description, class count (the resume check)
     metrics.csv                  every run's rows (see :mod:`aloe.loop.metrics`)
     <strategy>/seed-<s>/
-        store.zarr               a real store: round t = the linear head on all labels of rounds <= t
-        batch-<t>.csv            the batch selected on round t (aloe-select's CSV)
         ledger.csv               the run's labels ledger (round 0: the initial random set)
         metrics.csv              this run's rows
+        batch-<t>.csv            the batch selected on round t (aloe-select's CSV)
+        selections/<t>.npz       the selection record of round t (see :func:`read_selection_record`)
+        store.zarr               only with ``keep_stores``: round t's features and logits, and its
+                                 selection, as aloe-embed and aloe-select write them
 
-Round ``t`` is written from the ledger's rounds ``<= t``; the selection on round ``t`` is recorded in
-the store and its batch, answered by the oracle, becomes the ledger's round ``t + 1``. Each step
-checks what is already there, so rerunning an interrupted command continues where it stopped, and
-a rerun with more ``--rounds``, strategies or seeds extends the directory.
+Round ``t``'s head is trained on the ledger's rounds ``<= t``; the pool's logits under it and the
+pool's features (held in memory) are what the strategy selects from, and the batch, answered by the
+oracle, becomes the ledger's round ``t + 1``. The same head gives the round's test metrics. The
+ledger is the state: every step checks what is already there, so rerunning an interrupted command
+continues where it stopped, and a rerun with more ``--rounds``, strategies or seeds extends the
+directory. Every random choice is seeded and torch runs single-threaded in a run, so a run gives
+the same rows whether it runs alone or beside others (``jobs``).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import Field, field_validator
 
 from aloe.config import StrictModel
 from aloe.embedder.head import LinearHeadConfig, fit_linear_head, head_logits
-from aloe.embedder.linear_round import ArrayFeatures, write_linear_round
+from aloe.embedder.linear_round import ArrayFeatures, write_head_round
 from aloe.errors import AloeError
 from aloe.labels import LabeledSet
 from aloe.loop.ledger import Ledger
 from aloe.loop.metrics import balanced_accuracies, predict, read_metrics, write_metrics
 from aloe.loop.oracle import OraclePool
 from aloe.loop.report import SETTINGS_NAME
-from aloe.loop.selection import select_batch
-from aloe.selector.config import SelectParams
-from aloe.selector.strategies import STRATEGIES
+from aloe.loop.selection import round_seed
+from aloe.loop.workers import run_in_workers, torch_threads
+from aloe.selector.clustering import FewPointsPerClusterWarning
+from aloe.selector.config import SelectConfig, SelectParams
+from aloe.selector.select import default_name, request_of, selection_record, write_batch_csv
+from aloe.selector.strategies import STRATEGIES, run_strategy
+from aloe.selector.view import RoundView
 from aloe.store import create_store, open_store
 
 STORE_NAME = "store.zarr"
+SELECTIONS_DIR = "selections"
 
 
 class SimulationSettings(StrictModel):
@@ -52,6 +65,7 @@ class SimulationSettings(StrictModel):
     initial: int | None = Field(None, ge=1)
     select: SelectParams = SelectParams()
     head: LinearHeadConfig = LinearHeadConfig()
+    keep_stores: bool = False
 
     @field_validator("strategies")
     @classmethod
@@ -68,7 +82,7 @@ class SimulationSettings(StrictModel):
 
     def resume_key(self) -> dict:
         """The settings a continued run must share with the one it continues."""
-        return self.model_dump(exclude={"strategies", "seeds", "rounds"}) | {"initial": self.n_initial}
+        return self.model_dump(exclude={"strategies", "seeds", "rounds", "keep_stores"}) | {"initial": self.n_initial}
 
 
 WHERE_KEYS = ("config", "features")  # where the pool came from: may differ between runs
@@ -104,8 +118,26 @@ def _check_or_write_settings(out: Path, settings: SimulationSettings, pool: Orac
     path.write_text(json.dumps(record, indent=2) + "\n")
 
 
+def write_selection_record(path: Path, attrs: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Save a selection record as an npz: its arrays, and its attributes as JSON in ``attrs``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("wb") as handle:
+        np.savez(handle, attrs=np.array(json.dumps(attrs)), **arrays)
+    os.replace(temporary, path)
+
+
+def read_selection_record(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The attributes and arrays of a saved selection record (the names of
+    :func:`aloe.selector.select.selection_record`)."""
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {key: data[key] for key in data.files}
+    return json.loads(str(arrays.pop("attrs"))), arrays
+
+
 class Run:
-    """One strategy and seed: its store, ledger and metrics under ``DIR/<strategy>/seed-<s>``."""
+    """One strategy and seed: its ledger, batches, selection records and metrics under
+    ``DIR/<strategy>/seed-<s>``."""
 
     def __init__(self, out: Path, strategy: str, seed: int, pool: OraclePool, settings: SimulationSettings):
         self.strategy, self.seed, self.pool, self.settings = strategy, seed, pool, settings
@@ -113,13 +145,19 @@ class Run:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ledger = Ledger(self.dir / "ledger.csv")
         self.metrics_path = self.dir / "metrics.csv"
-        store_path = self.dir / STORE_NAME
-        if store_path.exists():
-            self.store = open_store(store_path, mode="a")
-        else:
-            meta = {"simulation": {"strategy": strategy, "seed": seed}, "pool": pool.description}
-            self.store = create_store(store_path, pool.ids, meta=meta)
-        self.features = ArrayFeatures(pool.features)
+        self._store = None
+
+    @property
+    def store(self):
+        """The run's store (``keep_stores``), opened or created on first use."""
+        if self._store is None:
+            path = self.dir / STORE_NAME
+            if path.exists():
+                self._store = open_store(path, mode="a")
+            else:
+                meta = {"simulation": {"strategy": self.strategy, "seed": self.seed}, "pool": self.pool.description}
+                self._store = create_store(path, self.pool.ids, meta=meta)
+        return self._store
 
     def rows(self) -> list[dict]:
         """This run's metrics rows so far."""
@@ -133,29 +171,37 @@ class Run:
             positions = rng.choice(len(self.pool.ids), size=n, replace=False)
             self.ledger.append(self.pool.oracle(positions), 0, "initial")
 
-    def _labeled(self, t: int) -> LabeledSet:
-        return LabeledSet.from_labels(self.ledger.labels(up_to_round=t), self.store)
+    def labeled(self, t: int) -> LabeledSet:
+        """The labels of the ledger's rounds ``<= t``."""
+        return LabeledSet.from_labels(self.ledger.labels(up_to_round=t), self.pool)
 
-    def _head(self, labeled: LabeledSet):
-        """Round ``t``'s head again: the same rows and settings as :meth:`ensure_round` gave
-        ``write_linear_round`` (which keeps its head to itself), so the same weights on a CPU."""
-        return fit_linear_head(
-            self.pool.features[labeled.positions], labeled.classes, len(labeled.names), config=self.settings.head
-        )
+    def fit_head(self, labeled: LabeledSet):
+        """Round ``t``'s head: trained once, on the round's labeled rows."""
+        return fit_linear_head(self.pool.features[labeled.positions], labeled.classes, len(labeled.names),
+                               config=self.settings.head)
 
-    def ensure_round(self, t: int) -> None:
-        """Write store round ``t`` (the linear head on the ledger's rounds ``<= t``) if missing."""
+    def keep_round(self, t: int, labeled: LabeledSet, head) -> None:
+        """Write round ``t`` into the run's store (float32, so aloe-select on it gives the same batch)."""
         if t in self.store.rounds():
             return
-        write_linear_round(
-            self.store, t, self.features, self._labeled(t),
-            head=self.settings.head, provenance={"simulation": {"strategy": self.strategy, "ledger_round": t}},
-        )
+        provenance = {"mode": "linear", "head": self.settings.head.model_dump(),
+                      "simulation": {"strategy": self.strategy, "seed": self.seed, "ledger_round": t}}
+        write_head_round(self.store, t, ArrayFeatures(self.pool.features), head, labeled, provenance,
+                         feature_dtype="float32")
 
-    def metrics_row(self, t: int, select_seconds: float) -> dict:
+    def selection_path(self, t: int) -> Path:
+        """Where the selection record of round ``t`` is saved."""
+        return self.dir / SELECTIONS_DIR / f"{t:04d}.npz"
+
+    def select_seconds(self, t: int) -> float:
+        """Seconds the selection that labeled round ``t`` took (0 for round 0)."""
+        if t == 0 or not self.selection_path(t - 1).is_file():
+            return 0.0
+        return float(read_selection_record(self.selection_path(t - 1))[0]["timings"]["total"])
+
+    def metrics_row(self, t: int, labeled: LabeledSet, head) -> dict:
         """The metrics of round ``t``: labels, classes, test balanced accuracies of its head."""
-        labeled = self._labeled(t)
-        logits = head_logits(self._head(labeled), self.pool.test_features)
+        logits = head_logits(head, self.pool.test_features)
         balanced, known = balanced_accuracies(self.pool.test_labels, predict(logits, labeled.names), labeled.names)
         before = set(self.ledger.labels(up_to_round=t - 1).values()) if t > 0 else set()
         batch = {e.label for e in self.ledger.entries() if e.round == t}
@@ -163,46 +209,72 @@ class Run:
             "strategy": self.strategy,
             "seed": self.seed,
             "round": t,
-            "n_labeled": len(labeled),
+            "n_labeled": len(labeled.positions),
             "n_classes_discovered": len(labeled.names),
             "n_new_classes_in_batch": len(batch - before),
             "balanced_accuracy": balanced,
             "known_balanced_accuracy": known,
-            "select_seconds": select_seconds,
+            "select_seconds": self.select_seconds(t),
         }
 
-    def ensure_batch(self, t: int) -> float:
-        """Select on round ``t`` (unless recorded), and put the oracle's answers in ledger round ``t+1``.
-
-        The batch CSV (as ``aloe-select`` writes it) goes to ``batch-<t>.csv`` in the run's directory.
-        Returns the selection's seconds.
-        """
+    def select(self, t: int, labeled: LabeledSet, head) -> None:
+        """Select on round ``t``, save the record and the batch CSV, put the oracle's answers in ledger
+        round ``t + 1``. k-means's warning about few points per cluster (small pools) is not shown."""
         s = self.settings
-        ids, seconds = select_batch(self.store.path, t, self.strategy, s.budget, self.seed, s.select,
-                                    self.dir / f"batch-{t:04d}.csv")
-        if self.ledger.last_round() <= t:
-            positions = self.store.position_of(ids)
-            self.ledger.append(self.pool.oracle(positions), t + 1, f"oracle:{self.strategy}")
-        return seconds
+        config = SelectConfig(strategy=self.strategy, budget=s.budget, seed=round_seed(self.seed, t),
+                              **s.select.model_dump())
+        view = RoundView(ids=self.pool.ids, features=self.pool.features,
+                         logits=head_logits(head, self.pool.features), labeled_positions=labeled.positions,
+                         labeled_classes=labeled.classes, class_names=tuple(labeled.names))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FewPointsPerClusterWarning)
+            selection = run_strategy(view, config.strategy, config.budget, config.seed, config.params())
+        attrs, arrays = selection_record(selection, self.pool.ids, labeled.positions, request_of(config))
+        write_selection_record(self.selection_path(t), attrs, arrays)
+        write_batch_csv(self.dir / f"batch-{t:04d}.csv", arrays)
+        if s.keep_stores:
+            self.store.write_selection(t, default_name(config), attrs, arrays, overwrite=True)
+        self.ledger.append(self.pool.oracle(arrays["positions"]), t + 1, f"oracle:{self.strategy}")
 
     def run(self, rounds: int, tick: Callable[[], None]) -> list[dict]:
         """Bring the run to ``rounds`` selection rounds (fewer once the whole pool is labeled);
-        ``tick`` after each round."""
+        ``tick`` after each round. Torch runs single-threaded (small heads; the same result whatever
+        the machine's load or the number of runs beside it)."""
         self.ensure_initial()
         rows = {row["round"]: row for row in self.rows()}
-        select_seconds = 0.0
         for t in range(rounds + 1):
-            if self.ledger.last_round() < t:  # the pool ran out of unlabeled items
+            last = self.ledger.last_round()
+            if last < t:  # the pool ran out of unlabeled items
                 tick()
                 continue
-            self.ensure_round(t)
-            if t not in rows:
-                rows[t] = self.metrics_row(t, select_seconds)
-                write_metrics(self.metrics_path, rows.values())
-            if t < rounds and rows[t]["n_labeled"] < len(self.pool.ids):
-                select_seconds = self.ensure_batch(t)
+            labeled = self.labeled(t)
+            select = t < rounds and last <= t and len(labeled.positions) < len(self.pool.ids)
+            keep = self.settings.keep_stores and t not in self.store.rounds()
+            if t in rows and not select and not keep:
+                tick()
+                continue
+            with torch_threads(1):
+                head = self.fit_head(labeled)
+                if keep:
+                    self.keep_round(t, labeled, head)
+                if t not in rows:
+                    rows[t] = self.metrics_row(t, labeled, head)
+                    write_metrics(self.metrics_path, rows.values())
+                if select:
+                    self.select(t, labeled, head)
             tick()
         return [rows[t] for t in sorted(rows)]
+
+
+class RunTask:
+    """Runs one strategy and seed of a simulation (what each worker process holds: pool and settings)."""
+
+    def __init__(self, out: Path, pool: OraclePool, settings: SimulationSettings) -> None:
+        self.out, self.pool, self.settings = out, pool, settings
+
+    def __call__(self, strategy: str, seed: int, tick: Callable[[], None]) -> list[dict]:
+        """Bring the run to the settings' rounds; ``tick`` after each round."""
+        return Run(self.out, strategy, seed, self.pool, self.settings).run(self.settings.rounds, tick)
 
 
 def collect_metrics(out: Path) -> list[dict]:
@@ -214,19 +286,27 @@ def collect_metrics(out: Path) -> list[dict]:
 
 
 def simulate(pool: OraclePool, settings: SimulationSettings, out: str | Path,
-             progress: Callable[[int], Callable[[str], Callable[[], None]]] | None = None) -> Path:
+             progress: Callable[[int], Callable[[str], Callable[[], None]]] | None = None, jobs: int = 1) -> Path:
     """Run (or continue) every strategy x seed for ``settings.rounds`` rounds; return metrics.csv.
 
     ``progress(total_rounds)`` returns ``describe(run_name) -> tick()``; ``None`` runs silently.
+    ``jobs > 1`` runs that many strategy x seed runs at once in spawned processes (the cores shared
+    out between them); the results are the same as with ``jobs=1``.
     """
+    if jobs < 1:
+        raise AloeError(f"jobs must be >= 1, got {jobs}")
     out = Path(out)
     _check_or_write_settings(out, settings, pool)
     runs = [(strategy, seed) for strategy in settings.strategies for seed in settings.seeds]
     describe = progress(len(runs) * (settings.rounds + 1)) if progress else None
-    for strategy, seed in runs:
-        tick = describe(f"{strategy} seed {seed}") if describe else (lambda: None)
-        Run(out, strategy, seed, pool, settings).run(settings.rounds, tick)
+    task = RunTask(out, pool, settings)
+    names = [f"{strategy} seed {seed}" for strategy, seed in runs]
+    if jobs == 1 or len(runs) == 1:
+        for name, (strategy, seed) in zip(names, runs, strict=True):
+            task(strategy, seed, describe(name) if describe else (lambda: None))
+    else:
+        run_in_workers(task, list(zip(names, runs, strict=True)), min(jobs, len(runs)),
+                       (lambda name: describe(name)()) if describe else (lambda name: None))
     path = out / "metrics.csv"
     write_metrics(path, collect_metrics(out))
     return path
-

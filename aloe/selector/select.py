@@ -65,22 +65,20 @@ def _optional(array: np.ndarray | None, fill: Any, n: int, dtype: Any) -> np.nda
     return np.full(n, fill, dtype=dtype) if array is None else np.asarray(array, dtype=dtype)
 
 
-def record_selection(
-    store: Any,
-    t: int,
-    name: str,
+def selection_record(
     selection: Selection,
+    ids: np.ndarray,
+    labeled_positions: np.ndarray,
     request: dict[str, Any] | None = None,
-    overwrite: bool = False,
-) -> None:
-    """Write ``selection`` into ``store`` as round ``t``'s selection ``name``.
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The attributes and arrays that record ``selection`` made on a pool of ``ids``.
 
     Attributes: the request, strategy, budget, seed, params, score used, ``tau``, ``k``, flagged count,
     notes, timings. Arrays: ``chosen_ids``, ``positions``, ``chosen_cluster``, ``chosen_score``,
     ``chosen_flagged``, ``chosen_ratio`` (rank order), and per pool item ``scores``, ``flagged``,
     ``clusters`` (-1: not clustered), plus ``cluster_ratios`` (per cluster).
     """
-    n = int(store.n_items)
+    n = len(ids)
     unlabeled = np.ones(n, dtype=bool)
     flagged = _optional(selection.flagged, 0, n, np.uint8)
     attrs = {
@@ -97,10 +95,10 @@ def record_selection(
         "timings": dict(selection.timings),
     }
     if selection.flagged is not None:
-        unlabeled[np.asarray(store.round(t).labeled_positions)] = False
+        unlabeled[np.asarray(labeled_positions, dtype=np.int64)] = False
         attrs["n_flagged_unlabeled"] = int(flagged[unlabeled].sum())
     arrays = {
-        "chosen_ids": np.asarray(store.ids)[selection.positions].astype(str),
+        "chosen_ids": np.asarray(ids)[selection.positions].astype(str),
         "positions": selection.positions.astype(np.int64),
         "chosen_cluster": selection.chosen_clusters.astype(np.int64),
         "chosen_score": selection.chosen_scores.astype(np.float32),
@@ -111,6 +109,19 @@ def record_selection(
         "clusters": _optional(selection.clusters, -1, n, np.int64),
         "cluster_ratios": _optional(selection.cluster_ratios, np.nan, 0, np.float32),
     }
+    return attrs, arrays
+
+
+def record_selection(
+    store: Any,
+    t: int,
+    name: str,
+    selection: Selection,
+    request: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> None:
+    """Write ``selection`` into ``store`` as round ``t``'s selection ``name`` (see :func:`selection_record`)."""
+    attrs, arrays = selection_record(selection, store.ids, store.round(t).labeled_positions, request)
     store.write_selection(t, name, attrs, arrays, overwrite=overwrite)
 
 

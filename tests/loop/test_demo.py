@@ -54,7 +54,7 @@ ARGS = ["--budget", "2", "--rounds", "2", "--seeds", "0,1", "--quiet"]
 
 def test_simulate_from_a_config_embeds_once_and_leaves_out_unreadable_images(config, tmp_path, capsys):
     out = tmp_path / "sim"
-    assert run_cli(cli, ["simulate", "--config", str(config), "--out", str(out), *ARGS]) == 0
+    assert run_cli(cli, ["simulate", "--config", str(config), "--out", str(out), *ARGS, "--keep-stores"]) == 0
     features = open_store(out / "features.zarr")
     assert "broken" in features.ids.tolist()
     run = open_store(out / "aloe" / "seed-0" / "store.zarr")
@@ -62,7 +62,8 @@ def test_simulate_from_a_config_embeds_once_and_leaves_out_unreadable_images(con
     assert run.round(0).provenance["head"]["C"] == 5.0  # the config's head settings
     cache = sorted((out / "features.zarr" / "cache").iterdir())
     stamp = [p.stat().st_mtime_ns for p in cache]
-    assert run_cli(cli, ["simulate", "--config", str(config), "--out", str(out), *ARGS, "--rounds", "3"]) == 0
+    assert run_cli(cli, ["simulate", "--config", str(config), "--out", str(out), *ARGS, "--rounds", "3",
+                         "--keep-stores"]) == 0
     assert [p.stat().st_mtime_ns for p in sorted((out / "features.zarr" / "cache").iterdir())] == stamp
     assert open_store(out / "random" / "seed-1" / "store.zarr").rounds() == [0, 1, 2, 3]
 
