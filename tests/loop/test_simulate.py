@@ -113,6 +113,7 @@ def test_every_round_has_a_selection_record_and_a_batch(finished, pool_npz):
         assert not (run / "selections" / "0003.npz").exists()
 
 
+@pytest.mark.filterwarnings("ignore:.*points for .* clusters")
 def test_kept_stores_hold_each_round_and_reselect_to_the_same_batch(pool_npz, finished, tmp_path):
     out = tmp_path / "kept"
     assert run_cli(simulate_command, ["--features", str(pool_npz), "--out", str(out), *ONE_RUN, "--rounds", "3",
