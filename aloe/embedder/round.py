@@ -15,6 +15,7 @@ import hashlib
 import json
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -141,15 +142,18 @@ def frozen_cache(store: Store, backbone: Backbone, source: ImageSource, cfg: Emb
 
 
 def embed_round(cfg: EmbedConfig, store_path: str | Path, labels_path: str | Path, t: int | None = None,
-                quiet: bool = False) -> RoundSummary:
+                quiet: bool = False, *, source: ImageSource | None = None,
+                on_trained: Callable[[Backbone, torch.nn.Module, torch.device], None] | None = None) -> RoundSummary:
     """Write round ``t`` (default: one past the latest) of the store at ``store_path``.
 
     Bad labels (unknown ids, an id with two labels) raise :class:`AloeError` before anything is
     written. A round killed mid-pass is resumed from its last complete chunk by the same call.
+    ``source`` is the pool (default: the config's dataset). In ``finetune`` mode, ``on_trained`` is
+    called with the trained (or, on resume, reloaded) backbone, head and device before the pool pass.
     """
     started = time.perf_counter()
     labels = read_labels(labels_path)
-    source = build_source(cfg.data)
+    source = build_source(cfg.data) if source is None else source
     check_known_ids(labels, source.ids, str(labels_path))
     device = resolve_device(cfg.device)
     backbone = build_backbone(cfg.backbone)
@@ -167,13 +171,16 @@ def embed_round(cfg: EmbedConfig, store_path: str | Path, labels_path: str | Pat
     summary = RoundSummary(t, cfg.mode, store.n_items, len(labeled), len(labeled.names))
     summary.timings_s["setup"] = time.perf_counter() - started
 
-    runner = _linear_round if cfg.mode == "linear" else _finetune_round
-    runner(cfg, store, Path(store_path), source, backbone, t, labeled, device, provenance, summary, quiet)
+    if cfg.mode == "linear":
+        _linear_round(cfg, store, source, backbone, t, labeled, device, provenance, summary, quiet)
+    else:
+        _finetune_round(cfg, store, Path(store_path), source, backbone, t, labeled, device, provenance, summary,
+                        quiet, on_trained)
     summary.timings_s["total"] = time.perf_counter() - started
     return summary
 
 
-def _linear_round(cfg: EmbedConfig, store: Store, store_path: Path, source: ImageSource, backbone: Backbone,
+def _linear_round(cfg: EmbedConfig, store: Store, source: ImageSource, backbone: Backbone,
                   t: int, labeled: LabeledSet, device: torch.device, provenance: dict[str, Any],
                   summary: RoundSummary, quiet: bool) -> None:
     """Frozen pool features (cached once), a linear head on them, the round written."""
@@ -193,7 +200,8 @@ def _linear_round(cfg: EmbedConfig, store: Store, store_path: Path, source: Imag
 
 def _finetune_round(cfg: EmbedConfig, store: Store, store_path: Path, source: ImageSource, backbone: Backbone,
                     t: int, labeled: LabeledSet, device: torch.device,
-                    provenance: dict[str, Any], summary: RoundSummary, quiet: bool) -> None:
+                    provenance: dict[str, Any], summary: RoundSummary, quiet: bool,
+                    on_trained: Callable[[Backbone, torch.nn.Module, torch.device], None] | None = None) -> None:
     """Fine-tune backbone + head (or reload them after a crash), then the pool pass into round ``t``."""
     mark = time.perf_counter()
     positions, classes, names = labeled.positions, labeled.classes, labeled.names
@@ -209,6 +217,8 @@ def _finetune_round(cfg: EmbedConfig, store: Store, store_path: Path, source: Im
     else:
         head, stats = loaded
     summary.timings_s["finetune"] = time.perf_counter() - mark
+    if on_trained is not None:
+        on_trained(backbone, head, device)
     trained = state_hash({**{f"backbone.{k}": v for k, v in backbone.module.state_dict().items()},
                           **{f"head.{k}": v for k, v in head.state_dict().items()}})
     writer = store.begin_round(t, feature_dim=backbone.feature_dim, class_names=names,

@@ -28,9 +28,10 @@ def _seeds(text: str) -> list[int]:
 
 
 def _settings(strategies, budget, rounds, seeds, initial, score, tpr, multiplier, head_c,
-              head: dict | None = None, keep_stores: bool = False) -> SimulationSettings:
+              from_config: dict | None = None, keep_stores: bool = False) -> SimulationSettings:
     select = {"score": score, "tpr": tpr, "multiplier": multiplier}
-    head = {**(head or {}), **({"C": head_c} if head_c is not None else {})}
+    from_config = from_config or {}
+    head = {**from_config.get("head", {}), **({"C": head_c} if head_c is not None else {})}
     return validate_config(
         SimulationSettings,
         {
@@ -41,6 +42,7 @@ def _settings(strategies, budget, rounds, seeds, initial, score, tpr, multiplier
             "initial": initial,
             "select": {k: v for k, v in select.items() if v is not None},
             "head": head,
+            "mode": from_config.get("mode", "linear"),
             "keep_stores": keep_stores,
         },
         "options",
@@ -80,13 +82,15 @@ def _add_options(command, rounds: int):
 
 
 def _run_simulation(config_path: Path | None, features_path: Path | None, out: Path, options: tuple,
-                    quiet: bool, jobs: int = 1, keep_stores: bool = False) -> Path:
+                    quiet: bool, jobs: int = 1, keep_stores: bool = False, mode: str | None = None) -> Path:
     if (config_path is None) == (features_path is None):
         raise AloeError("give the pool: either --config embed.yaml or --features pool.npz")
+    if mode is not None and config_path is None:
+        raise AloeError("--mode applies to --config (cached features are always simulated in linear mode)")
     settings = _settings(*options, keep_stores=keep_stores)  # bad options fail before any embedding
     if config_path is not None:
-        pool, head = load_config_pool(config_path, out, quiet)
-        settings = _settings(*options, head=head, keep_stores=keep_stores)
+        pool, from_config = load_config_pool(config_path, out, quiet, mode=mode)
+        settings = _settings(*options, from_config=from_config, keep_stores=keep_stores)
     else:
         pool = load_npz_pool(features_path)
     return simulate(pool, settings, out, round_progress(len(pool.ids), quiet), jobs=jobs)
@@ -94,8 +98,11 @@ def _run_simulation(config_path: Path | None, features_path: Path | None, out: P
 
 @click.command("simulate")
 @click.option("--config", "config_path", type=click.Path(path_type=Path),
-              help="An aloe-embed config in linear mode: its backbone embeds its dataset once (cached in "
-                   "OUT/features.zarr) and the dataset's labels are the oracle.")
+              help="An aloe-embed config; the dataset's labels are the oracle. In linear mode its backbone "
+                   "embeds its dataset once (cached in OUT/features.zarr); in finetune mode every round "
+                   "fine-tunes the backbone and embeds the pool into the run's store.")
+@click.option("--mode", type=click.Choice(["linear", "finetune"]),
+              help="Override the config's mode (--config only).")
 @click.option("--features", "features_path", type=click.Path(path_type=Path),
               help="Cached features: an npz with 'features' (N x D) and 'labels' (N); optional 'ids', "
                    "'classes' (names of integer labels), 'test_features', 'test_labels'.")
@@ -108,23 +115,32 @@ def _run_simulation(config_path: Path | None, features_path: Path | None, out: P
               help="Also write every round (features and logits, float32) and its selection into "
                    "STRATEGY/seed-S/store.zarr, to inspect or reselect it with aloe-select "
                    "(N x D per round on disk, and slower).")
-def simulate_command(config_path: Path | None, features_path: Path | None, out: Path, strategies, budget,
-                     rounds, seeds, initial, score, tpr, multiplier, head_c, quiet, jobs, keep_stores) -> None:
+def simulate_command(config_path: Path | None, mode: str | None, features_path: Path | None, out: Path,
+                     strategies, budget, rounds, seeds, initial, score, tpr, multiplier, head_c, quiet, jobs,
+                     keep_stores) -> None:
     """Simulate the labeling loop with an oracle, for several strategies and seeds.
 
-    Each round trains the linear head on all labels so far, selects the next batch with the
-    strategy from the pool's features and the head's logits (held in memory) and asks the oracle
-    for the batch's true labels. Layout under OUT: simulation.json, metrics.csv (one row per
-    strategy, seed and round; round 0 is the initial random set), and STRATEGY/seed-S/ with
-    ledger.csv, the run's metrics.csv, each round's batch-T.csv and its selection record
-    (selections/T.npz: scores, flags, clusters, tau, k, timings); --keep-stores adds a real store.
+    Linear mode (--features, or a linear config): each round trains the linear head on all labels
+    so far, selects the next batch with the strategy from the pool's features and the head's
+    logits (held in memory) and asks the oracle for the batch's true labels. Layout under OUT:
+    simulation.json, metrics.csv (one row per strategy, seed and round; round 0 is the initial
+    random set), and STRATEGY/seed-S/ with ledger.csv, the run's metrics.csv, each round's
+    batch-T.csv and its selection record (selections/T.npz: scores, flags, clusters, tau, k,
+    timings); --keep-stores adds a real store.
+
+    Finetune mode (a finetune config, or --mode finetune): the paper's protocol. Each round resets
+    the backbone, fine-tunes it with a new head on all labels so far (the config's finetune
+    settings), runs the pool pass into STRATEGY/seed-S/store.zarr and selects there as aloe-select
+    does. Slow without a GPU.
 
     Accuracy is measured on the npz's test split, or on a stratified 20% of the pool carved out
-    (seed 0) before anything is labeled. Interrupted, the same command continues where it stopped
-    (the ledgers are the state); more --rounds, strategies or seeds extend OUT. Then: aloe report OUT.
+    (the config's seed, else 0) before anything is labeled; in finetune mode, with the fine-tuned
+    model. simulation.json and the report say which. Interrupted, the same command continues where
+    it stopped (the ledgers are the state); more --rounds, strategies or seeds extend OUT. Then:
+    aloe report OUT.
     """
     options = (strategies, budget, rounds, seeds, initial, score, tpr, multiplier, head_c)
-    path = _run_simulation(config_path, features_path, out, options, quiet, jobs, keep_stores)
+    path = _run_simulation(config_path, features_path, out, options, quiet, jobs, keep_stores, mode)
     click.echo(f"metrics: {path}")
 
 

@@ -1,9 +1,10 @@
-"""An oracle pool from images: the embedder's frozen-backbone features, computed once and cached.
+"""A simulation pool from an ``aloe-embed`` config: its dataset, labels as the oracle, in its mode.
 
-``aloe simulate --config`` and ``aloe demo`` run the embedder's ``linear`` mode: the config's backbone
+``linear`` (``aloe demo``, and ``aloe simulate --config`` for a linear config): the config's backbone
 embeds the config's dataset once into ``DIR/features.zarr`` (the store's frozen-feature cache, as
-``aloe-embed`` makes it), and every simulated round trains a linear head on those features. The
-dataset's labels are the oracle; unreadable images are left out of the pool.
+``aloe-embed`` makes it), and every simulated round trains a linear head on those features;
+unreadable images are left out of the pool. ``finetune``: the images themselves, every round
+fine-tuning the backbone (:mod:`aloe.loop.finetune_run`).
 
 When the config names a ``test:`` dataset (the benchmark's own test split: CIFAR-100's test set, the
 published ImageNet-LT / Places365-LT test lists), its frozen features go to ``DIR/test-features.zarr``
@@ -20,7 +21,7 @@ import numpy as np
 
 from aloe.config import load_config
 from aloe.errors import AloeError
-from aloe.loop.oracle import OraclePool, make_oracle_pool
+from aloe.loop.oracle import OracleLabels, make_oracle_pool
 
 FEATURES_STORE = "features.zarr"
 TEST_FEATURES_STORE = "test-features.zarr"
@@ -50,6 +51,14 @@ def describe_test_split(test_source) -> str:
     return f"{test_source.name} ({split}), the benchmark's own" if split else f"{test_source.name}, the benchmark's own"
 
 
+def check_test_classes(test_labels: np.ndarray, pool_labels: np.ndarray, test_name: str, config_path: Path) -> None:
+    """:class:`AloeError` when the test split has classes the pool lacks (they could never be found)."""
+    foreign = sorted(set(np.asarray(test_labels).tolist()) - set(np.asarray(pool_labels).tolist()))
+    if foreign:
+        raise AloeError(f"{config_path}: the test split {test_name} has classes the pool lacks: "
+                        f"{', '.join(map(repr, foreign[:3]))}{'...' if len(foreign) > 3 else ''}")
+
+
 def readable_features(store_path: Path, source, backbone, cfg, device, quiet: bool) -> dict[str, Any]:
     """The frozen features of ``source``'s readable items, cached in the store at ``store_path``.
 
@@ -70,11 +79,14 @@ def readable_features(store_path: Path, source, backbone, cfg, device, quiet: bo
     }
 
 
-def load_config_pool(config_path: str | Path, out: str | Path, quiet: bool = False) -> tuple[OraclePool, dict]:
-    """The oracle pool of an ``aloe-embed`` config in ``linear`` mode, and its linear-head settings.
+def load_config_pool(config_path: str | Path, out: str | Path, quiet: bool = False,
+                     mode: str | None = None) -> tuple[OracleLabels, dict]:
+    """The simulation pool of an ``aloe-embed`` config and the simulation settings it brings.
 
-    Raises :class:`AloeError` for a config in another mode, a dataset without labels, or a test split
-    with classes the pool does not have.
+    ``mode`` overrides the config's. ``linear``: an :class:`OraclePool` of frozen features and
+    ``{"head": the config's linear-head settings}``; ``finetune``: an
+    :class:`~aloe.loop.finetune_run.ImagePool` and ``{"mode": "finetune"}``. Raises
+    :class:`AloeError` for a dataset without labels or a test split with classes the pool lacks.
     """
     from aloe.embedder.backbones import build_backbone
     from aloe.embedder.config import EmbedConfig
@@ -82,11 +94,10 @@ def load_config_pool(config_path: str | Path, out: str | Path, quiet: bool = Fal
 
     config_path = Path(config_path)
     cfg = load_config(EmbedConfig, config_path)
-    if cfg.mode != "linear":
-        raise AloeError(
-            f"{config_path}: simulate runs the linear mode (frozen features computed once), "
-            f"not {cfg.mode!r}; set mode: linear"
-        )
+    if (mode or cfg.mode) == "finetune":
+        from aloe.loop.finetune_run import image_pool
+
+        return image_pool(cfg.model_copy(update={"mode": "finetune"}), config_path), {"mode": "finetune"}
     source = labeled_source(cfg.data, config_path, "pool")
     test_source = config_test_source(cfg, config_path)
     backbone = build_backbone(cfg.backbone)
@@ -101,12 +112,9 @@ def load_config_pool(config_path: str | Path, out: str | Path, quiet: bool = Fal
     test: dict[str, Any] = {"features": None, "labels": None}
     if test_source is not None:
         test = readable_features(Path(out) / TEST_FEATURES_STORE, test_source, backbone, cfg, device, quiet)
-        foreign = sorted(set(test["labels"].tolist()) - set(pool["labels"].tolist()))
-        if foreign:
-            raise AloeError(f"{config_path}: the test split {test_source.name} has classes the pool lacks: "
-                            f"{', '.join(map(repr, foreign[:3]))}{'...' if len(foreign) > 3 else ''}")
+        check_test_classes(test["labels"], pool["labels"], test_source.name, config_path)
         description.update(test_dataset=test_source.name, test_unreadable_items=test["unreadable"],
                            test_split=describe_test_split(test_source))
     oracle = make_oracle_pool(pool["ids"], pool["features"], pool["labels"], test["features"], test["labels"],
                               split_seed=cfg.seed, description=description, source=str(config_path))
-    return oracle, cfg.linear.model_dump()
+    return oracle, {"head": cfg.linear.model_dump()}

@@ -22,15 +22,14 @@ from aloe.errors import AloeError
 TEST_FRACTION = 0.2
 
 
-@dataclass(frozen=True)
-class OraclePool:
-    """Pool features with their true class names, and the test split the metrics use."""
+class OracleLabels:
+    """What every simulation pool offers: ``ids`` and true ``labels`` (str arrays, pool order), the
+    evaluation set's ``test_labels``, a ``description`` dict; the oracle's answers and id -> position
+    lookups."""
 
-    ids: np.ndarray  # (N,) str
-    features: np.ndarray  # (N, D) float32
-    labels: np.ndarray  # (N,) str class names
-    test_features: np.ndarray  # (M, D) float32
-    test_labels: np.ndarray  # (M,) str
+    ids: np.ndarray
+    labels: np.ndarray
+    test_labels: np.ndarray
     description: dict
 
     @property
@@ -58,6 +57,18 @@ class OraclePool:
         if unknown:
             raise AloeError(f"{len(unknown)} id(s) are not in the pool, e.g. {unknown[0]!r}")
         return np.array([self._positions[item] for item in ids], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class OraclePool(OracleLabels):
+    """Pool features with their true class names, and the test split the metrics use."""
+
+    ids: np.ndarray  # (N,) str
+    features: np.ndarray  # (N, D) float32
+    labels: np.ndarray  # (N,) str class names
+    test_features: np.ndarray  # (M, D) float32
+    test_labels: np.ndarray  # (M,) str
+    description: dict
 
 
 def stratified_split(labels: np.ndarray, fraction: float = TEST_FRACTION, seed: int = 0) -> np.ndarray:
@@ -102,11 +113,9 @@ def make_oracle_pool(
         raise AloeError(f"{source}: give both test_features and test_labels, or neither")
     description = dict(description or {})
     if test_features is None:
-        test = stratified_split(labels, TEST_FRACTION, split_seed)
-        keep = np.setdiff1d(np.arange(len(ids)), test)
+        keep, test, description["test_split"] = carve_test_split(labels, split_seed)
         test_features, test_labels = features[test], labels[test]
         ids, features, labels = ids[keep], features[keep], labels[keep]
-        description["test_split"] = f"stratified {TEST_FRACTION:.0%} of the pool, seed {split_seed}"
     else:
         test_labels = np.asarray(test_labels).astype(str)
         test_features = _check_features("test_features", test_features, len(test_labels), source)
@@ -116,11 +125,20 @@ def make_oracle_pool(
         description.setdefault("test_split", "given")
     if len(test_labels) == 0:
         raise AloeError(f"{source}: the test split is empty (no class has two items)")
-    description["labels_sha256_16"] = _labels_digest(ids, labels, test_labels)
+    description["labels_sha256_16"] = labels_digest(ids, labels, test_labels)
     return OraclePool(ids, features, labels, test_features, test_labels, description)
 
 
-def _labels_digest(ids: np.ndarray, labels: np.ndarray, test_labels: np.ndarray) -> str:
+def carve_test_split(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Pool and test positions when no test split is given (:func:`stratified_split` of
+    :data:`TEST_FRACTION`), and how the split was made, in words."""
+    test = stratified_split(labels, TEST_FRACTION, seed)
+    keep = np.setdiff1d(np.arange(len(labels)), test)
+    return keep, test, f"stratified {TEST_FRACTION:.0%} of the pool, seed {seed}"
+
+
+def labels_digest(ids: np.ndarray, labels: np.ndarray, test_labels: np.ndarray) -> str:
+    """A short hash of the pool's ids and labels and the test labels (part of the resume check)."""
     digest = hashlib.sha256()
     for part in (ids, labels, test_labels):
         digest.update("\n".join(part.tolist()).encode())

@@ -1,4 +1,4 @@
-"""``aloe simulate``: rounds of head -> select -> oracle labels, per strategy and seed.
+"""``aloe simulate``: rounds of model -> select -> oracle labels, per strategy and seed.
 
 Layout of a simulation directory ``DIR``::
 
@@ -9,16 +9,19 @@ Layout of a simulation directory ``DIR``::
         metrics.csv              this run's rows
         batch-<t>.csv            the batch selected on round t (aloe-select's CSV)
         selections/<t>.npz       the selection record of round t (see :func:`read_selection_record`)
-        store.zarr               only with ``keep_stores``: round t's features and logits, and its
-                                 selection, as aloe-embed and aloe-select write them
+        store.zarr               round t's features and logits, and its selection, as aloe-embed
+                                 and aloe-select write them (linear mode: only with ``keep_stores``)
+        eval/<t>.npz             finetune mode: round t's logits on the evaluation set
 
-Round ``t``'s head is trained on the ledger's rounds ``<= t``; the pool's logits under it and the
-pool's features (held in memory) are what the strategy selects from, and the batch, answered by the
-oracle, becomes the ledger's round ``t + 1``. The same head gives the round's test metrics. The
-ledger is the state: every step checks what is already there, so rerunning an interrupted command
+In ``linear`` mode (:class:`LinearRun`) round ``t``'s head is trained on the ledger's rounds
+``<= t``; the pool's logits under it and the pool's features (held in memory) are what the strategy
+selects from, and the batch, answered by the oracle, becomes the ledger's round ``t + 1``. The same
+head gives the round's test metrics. Torch runs single-threaded in a run, so a run gives the same
+rows whether it runs alone or beside others (``jobs``). ``finetune`` mode
+(:class:`aloe.loop.finetune_run.FinetuneRun`) fine-tunes the backbone and embeds the pool every round.
+The ledger is the state: every step checks what is already there, so rerunning an interrupted command
 continues where it stopped, and a rerun with more ``--rounds``, strategies or seeds extends the
-directory. Every random choice is seeded and torch runs single-threaded in a run, so a run gives
-the same rows whether it runs alone or beside others (``jobs``).
+directory. Every random choice is seeded.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ import json
 import os
 import warnings
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -40,7 +44,7 @@ from aloe.errors import AloeError
 from aloe.labels import LabeledSet
 from aloe.loop.ledger import Ledger
 from aloe.loop.metrics import balanced_accuracies, predict, read_metrics, write_metrics
-from aloe.loop.oracle import OraclePool
+from aloe.loop.oracle import OracleLabels
 from aloe.loop.report import SETTINGS_NAME
 from aloe.loop.selection import round_seed
 from aloe.loop.workers import run_in_workers, torch_threads
@@ -65,6 +69,7 @@ class SimulationSettings(StrictModel):
     initial: int | None = Field(None, ge=1)
     select: SelectParams = SelectParams()
     head: LinearHeadConfig = LinearHeadConfig()
+    mode: Literal["linear", "finetune"] = "linear"
     keep_stores: bool = False
 
     @field_validator("strategies")
@@ -88,7 +93,7 @@ class SimulationSettings(StrictModel):
 WHERE_KEYS = ("config", "features")  # where the pool came from: may differ between runs
 
 
-def _check_or_write_settings(out: Path, settings: SimulationSettings, pool: OraclePool) -> None:
+def _check_or_write_settings(out: Path, settings: SimulationSettings, pool: OracleLabels) -> None:
     """Write ``simulation.json``; refuse to continue a directory made with other settings or pool."""
     record = {
         "resume_key": settings.resume_key(),
@@ -137,27 +142,14 @@ def read_selection_record(path: str | Path) -> tuple[dict[str, Any], dict[str, n
 
 class Run:
     """One strategy and seed: its ledger, batches, selection records and metrics under
-    ``DIR/<strategy>/seed-<s>``."""
+    ``DIR/<strategy>/seed-<s>``. Subclasses say how a round gets its model and its batch."""
 
-    def __init__(self, out: Path, strategy: str, seed: int, pool: OraclePool, settings: SimulationSettings):
+    def __init__(self, out: Path, strategy: str, seed: int, pool: OracleLabels, settings: SimulationSettings):
         self.strategy, self.seed, self.pool, self.settings = strategy, seed, pool, settings
         self.dir = out / strategy / f"seed-{seed}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ledger = Ledger(self.dir / "ledger.csv")
         self.metrics_path = self.dir / "metrics.csv"
-        self._store = None
-
-    @property
-    def store(self):
-        """The run's store (``keep_stores``), opened or created on first use."""
-        if self._store is None:
-            path = self.dir / STORE_NAME
-            if path.exists():
-                self._store = open_store(path, mode="a")
-            else:
-                meta = {"simulation": {"strategy": self.strategy, "seed": self.seed}, "pool": self.pool.description}
-                self._store = create_store(path, self.pool.ids, meta=meta)
-        return self._store
 
     def rows(self) -> list[dict]:
         """This run's metrics rows so far."""
@@ -175,20 +167,6 @@ class Run:
         """The labels of the ledger's rounds ``<= t``."""
         return LabeledSet.from_labels(self.ledger.labels(up_to_round=t), self.pool)
 
-    def fit_head(self, labeled: LabeledSet):
-        """Round ``t``'s head: trained once, on the round's labeled rows."""
-        return fit_linear_head(self.pool.features[labeled.positions], labeled.classes, len(labeled.names),
-                               config=self.settings.head)
-
-    def keep_round(self, t: int, labeled: LabeledSet, head) -> None:
-        """Write round ``t`` into the run's store (float32, so aloe-select on it gives the same batch)."""
-        if t in self.store.rounds():
-            return
-        provenance = {"mode": "linear", "head": self.settings.head.model_dump(),
-                      "simulation": {"strategy": self.strategy, "seed": self.seed, "ledger_round": t}}
-        write_head_round(self.store, t, ArrayFeatures(self.pool.features), head, labeled, provenance,
-                         feature_dtype="float32")
-
     def selection_path(self, t: int) -> Path:
         """Where the selection record of round ``t`` is saved."""
         return self.dir / SELECTIONS_DIR / f"{t:04d}.npz"
@@ -199,10 +177,10 @@ class Run:
             return 0.0
         return float(read_selection_record(self.selection_path(t - 1))[0]["timings"]["total"])
 
-    def metrics_row(self, t: int, labeled: LabeledSet, head) -> dict:
-        """The metrics of round ``t``: labels, classes, test balanced accuracies of its head."""
-        logits = head_logits(head, self.pool.test_features)
-        balanced, known = balanced_accuracies(self.pool.test_labels, predict(logits, labeled.names), labeled.names)
+    def metrics_row(self, t: int, labeled: LabeledSet, model: Any) -> dict:
+        """The metrics of round ``t``: labels, classes, balanced accuracies on the evaluation set."""
+        truth, logits = self.evaluation(t, model)
+        balanced, known = balanced_accuracies(truth, predict(logits, labeled.names), labeled.names)
         before = set(self.ledger.labels(up_to_round=t - 1).values()) if t > 0 else set()
         batch = {e.label for e in self.ledger.entries() if e.round == t}
         return {
@@ -217,29 +195,42 @@ class Run:
             "select_seconds": self.select_seconds(t),
         }
 
-    def select(self, t: int, labeled: LabeledSet, head) -> None:
+    def select(self, t: int, labeled: LabeledSet, model: Any) -> None:
         """Select on round ``t``, save the record and the batch CSV, put the oracle's answers in ledger
         round ``t + 1``. k-means's warning about few points per cluster (small pools) is not shown."""
         s = self.settings
         config = SelectConfig(strategy=self.strategy, budget=s.budget, seed=round_seed(self.seed, t),
                               **s.select.model_dump())
-        view = RoundView(ids=self.pool.ids, features=self.pool.features,
-                         logits=head_logits(head, self.pool.features), labeled_positions=labeled.positions,
-                         labeled_classes=labeled.classes, class_names=tuple(labeled.names))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FewPointsPerClusterWarning)
-            selection = run_strategy(view, config.strategy, config.budget, config.seed, config.params())
-        attrs, arrays = selection_record(selection, self.pool.ids, labeled.positions, request_of(config))
+            attrs, arrays = self.choose(t, labeled, model, config, self.dir / f"batch-{t:04d}.csv")
         write_selection_record(self.selection_path(t), attrs, arrays)
-        write_batch_csv(self.dir / f"batch-{t:04d}.csv", arrays)
-        if s.keep_stores:
-            self.store.write_selection(t, default_name(config), attrs, arrays, overwrite=True)
         self.ledger.append(self.pool.oracle(arrays["positions"]), t + 1, f"oracle:{self.strategy}")
+
+    def round_missing(self, t: int) -> bool:
+        """Whether round ``t`` still has to be written somewhere besides the metrics and the ledger."""
+        return False
+
+    def prepare(self, t: int, labeled: LabeledSet) -> Any:
+        """Round ``t``'s model (whatever :meth:`evaluation` and :meth:`choose` need), written where kept."""
+        raise NotImplementedError
+
+    def evaluation(self, t: int, model: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The evaluation set's true labels and round ``t``'s logits on it."""
+        raise NotImplementedError
+
+    def choose(self, t: int, labeled: LabeledSet, model: Any, config: SelectConfig,
+               batch_csv: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Run the selection ``config`` on round ``t``, write ``batch_csv``; the selection record."""
+        raise NotImplementedError
+
+    def round_context(self) -> AbstractContextManager:
+        """What a round runs under (e.g. a thread limit)."""
+        return nullcontext()
 
     def run(self, rounds: int, tick: Callable[[], None]) -> list[dict]:
         """Bring the run to ``rounds`` selection rounds (fewer once the whole pool is labeled);
-        ``tick`` after each round. Torch runs single-threaded (small heads; the same result whatever
-        the machine's load or the number of runs beside it)."""
+        ``tick`` after each round."""
         self.ensure_initial()
         rows = {row["round"]: row for row in self.rows()}
         for t in range(rounds + 1):
@@ -249,32 +240,90 @@ class Run:
                 continue
             labeled = self.labeled(t)
             select = t < rounds and last <= t and len(labeled.positions) < len(self.pool.ids)
-            keep = self.settings.keep_stores and t not in self.store.rounds()
-            if t in rows and not select and not keep:
+            if t in rows and not select and not self.round_missing(t):
                 tick()
                 continue
-            with torch_threads(1):
-                head = self.fit_head(labeled)
-                if keep:
-                    self.keep_round(t, labeled, head)
+            with self.round_context():
+                model = self.prepare(t, labeled)
                 if t not in rows:
-                    rows[t] = self.metrics_row(t, labeled, head)
+                    rows[t] = self.metrics_row(t, labeled, model)
                     write_metrics(self.metrics_path, rows.values())
                 if select:
-                    self.select(t, labeled, head)
+                    self.select(t, labeled, model)
             tick()
         return [rows[t] for t in sorted(rows)]
+
+
+class LinearRun(Run):
+    """A run on fixed features held in memory: each round trains the linear head once; its logits on
+    the pool are what the strategy reads, its logits on the test split give the metrics. Torch runs
+    single-threaded (small heads; the same result whatever the load or the runs beside it)."""
+
+    _store = None
+
+    @property
+    def store(self):
+        """The run's store (``keep_stores``), opened or created on first use."""
+        if self._store is None:
+            path = self.dir / STORE_NAME
+            if path.exists():
+                self._store = open_store(path, mode="a")
+            else:
+                meta = {"simulation": {"strategy": self.strategy, "seed": self.seed}, "pool": self.pool.description}
+                self._store = create_store(path, self.pool.ids, meta=meta)
+        return self._store
+
+    def round_context(self) -> AbstractContextManager:
+        """Torch single-threaded."""
+        return torch_threads(1)
+
+    def round_missing(self, t: int) -> bool:
+        """A kept store lacks round ``t``."""
+        return self.settings.keep_stores and t not in self.store.rounds()
+
+    def prepare(self, t: int, labeled: LabeledSet):
+        """Round ``t``'s head, trained once on the round's labeled rows; with ``keep_stores``, round
+        ``t`` written into the store (float32, so aloe-select on it gives the same batch)."""
+        head = fit_linear_head(self.pool.features[labeled.positions], labeled.classes, len(labeled.names),
+                               config=self.settings.head)
+        if self.round_missing(t):
+            provenance = {"mode": "linear", "head": self.settings.head.model_dump(),
+                          "simulation": {"strategy": self.strategy, "seed": self.seed, "ledger_round": t}}
+            write_head_round(self.store, t, ArrayFeatures(self.pool.features), head, labeled, provenance,
+                             feature_dtype="float32")
+        return head
+
+    def evaluation(self, t: int, model) -> tuple[np.ndarray, np.ndarray]:
+        """The test split's labels and the head's logits on its features."""
+        return self.pool.test_labels, head_logits(model, self.pool.test_features)
+
+    def choose(self, t: int, labeled: LabeledSet, model, config: SelectConfig,
+               batch_csv: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The strategy on an in-memory view: the pool's features and the head's logits."""
+        view = RoundView(ids=self.pool.ids, features=self.pool.features,
+                         logits=head_logits(model, self.pool.features), labeled_positions=labeled.positions,
+                         labeled_classes=labeled.classes, class_names=tuple(labeled.names))
+        selection = run_strategy(view, config.strategy, config.budget, config.seed, config.params())
+        attrs, arrays = selection_record(selection, self.pool.ids, labeled.positions, request_of(config))
+        write_batch_csv(batch_csv, arrays)
+        if self.settings.keep_stores:
+            self.store.write_selection(t, default_name(config), attrs, arrays, overwrite=True)
+        return attrs, arrays
 
 
 class RunTask:
     """Runs one strategy and seed of a simulation (what each worker process holds: pool and settings)."""
 
-    def __init__(self, out: Path, pool: OraclePool, settings: SimulationSettings) -> None:
+    def __init__(self, out: Path, pool: OracleLabels, settings: SimulationSettings) -> None:
         self.out, self.pool, self.settings = out, pool, settings
 
     def __call__(self, strategy: str, seed: int, tick: Callable[[], None]) -> list[dict]:
         """Bring the run to the settings' rounds; ``tick`` after each round."""
-        return Run(self.out, strategy, seed, self.pool, self.settings).run(self.settings.rounds, tick)
+        if self.settings.mode == "finetune":
+            from aloe.loop.finetune_run import FinetuneRun as run_class
+        else:
+            run_class = LinearRun
+        return run_class(self.out, strategy, seed, self.pool, self.settings).run(self.settings.rounds, tick)
 
 
 def collect_metrics(out: Path) -> list[dict]:
@@ -285,7 +334,7 @@ def collect_metrics(out: Path) -> list[dict]:
     return rows
 
 
-def simulate(pool: OraclePool, settings: SimulationSettings, out: str | Path,
+def simulate(pool: OracleLabels, settings: SimulationSettings, out: str | Path,
              progress: Callable[[int], Callable[[str], Callable[[], None]]] | None = None, jobs: int = 1) -> Path:
     """Run (or continue) every strategy x seed for ``settings.rounds`` rounds; return metrics.csv.
 

@@ -79,10 +79,8 @@ def test_demo_ends_with_the_report_and_the_labels_to_discover_every_class(config
     assert (out / "discovery.png").is_file() and "offline MNIST-LT" in (out / "report.md").read_text()
 
 
-def test_config_in_finetune_mode_and_missing_pool_are_refused(config, tmp_path, capsys):
-    finetune = tmp_path / "finetune.yaml"
-    finetune.write_text(config.read_text().replace("mode: linear", "mode: finetune"))
-    assert run_cli(cli, ["simulate", "--config", str(finetune), "--out", str(tmp_path / "o")]) == 2
-    assert "set mode: linear" in capsys.readouterr().err
+def test_a_missing_pool_and_a_mode_without_config_are_refused(pool_npz, tmp_path, capsys):
     assert run_cli(cli, ["simulate", "--out", str(tmp_path / "o")]) == 2
     assert "either --config" in capsys.readouterr().err
+    assert run_cli(cli, ["simulate", "--features", str(pool_npz), "--mode", "finetune", "--out", str(tmp_path / "o")]) == 2
+    assert "--mode applies to --config" in capsys.readouterr().err and not (tmp_path / "o").exists()

@@ -1,0 +1,155 @@
+"""``aloe simulate`` in finetune mode: a tiny open_clip tower fine-tuned every round on generated images."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from sklearn.metrics import recall_score
+
+from aloe.cli import cli
+from aloe.config import load_config
+from aloe.embedder.backbones import build_backbone
+from aloe.embedder.config import EmbedConfig
+from aloe.embedder.finetune import finetune
+from aloe.embedder.poolpass import model_encoder, run_pool_pass
+from aloe.internal.cli import run_cli
+from aloe.labels import LabeledSet
+from aloe.loop.finetune_run import image_pool
+from aloe.loop.ledger import Ledger
+from aloe.store import open_store
+
+TINY_VIT = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
+    "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1},
+}
+CLASSES = {"red": ((200, 30, 30), 12), "green": ((30, 200, 30), 6), "blue": ((30, 30, 200), 4)}
+ARGS = ["--strategy", "aloe", "--budget", "2", "--rounds", "2", "--seeds", "3", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    """A long-tailed manifest of noisy colour squares and a finetune-mode config of a tiny ViT."""
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    rows = [("id", "path", "label")]
+    for name, (colour, count) in CLASSES.items():
+        for i in range(count):
+            pixels = np.clip(np.array(colour) + rng.normal(0, 25, (24, 24, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / f"{name}{i}.png")
+            rows.append((f"{name}-{i}", f"{name}{i}.png", name))
+    with (root / "manifest.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    cfg = {
+        "backbone": {"kind": "open_clip", "model": "ViT-B-32", "pretrained": None, "architecture": TINY_VIT,
+                     "init_seed": 0},
+        "data": {"kind": "manifest", "path": str(root / "manifest.csv")},
+        "mode": "finetune",
+        "finetune": {"epochs": 2, "lr": 1e-3, "batch_size": 8, "augment": "none"},
+        "pool": {"batch_size": 8, "workers": 0, "chunk_rows": 8, "feature_dtype": "float32"},
+        "device": "cpu",
+    }
+    path = root / "embed.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished(config, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim") / "run"
+    assert run_cli(cli, ["simulate", "--config", str(config), "--out", str(out), *ARGS]) == 0
+    return out
+
+
+def _state(out):
+    """A run's ledger and metrics (without the timings, which differ between runs)."""
+    run = out / "aloe" / "seed-3"
+    with (run / "metrics.csv").open(newline="") as handle:
+        rows = [{k: v for k, v in r.items() if k != "select_seconds"} for r in csv.DictReader(handle)]
+    return (run / "ledger.csv").read_text(), rows
+
+
+def test_each_round_is_a_finetune_round_of_the_ledger_so_far(finished):
+    run = finished / "aloe" / "seed-3"
+    store = open_store(run / "store.zarr")
+    ledger = Ledger(run / "ledger.csv")
+    assert store.rounds() == [0, 1, 2] and store.n_items == 18  # 4 of 22 images held out for evaluation
+    for t in range(3):
+        r = store.round(t)
+        assert r.provenance["mode"] == "finetune" and r.provenance["training"]["trained"] == (r.n_classes > 1)
+        assert sorted(store.ids[r.labeled_positions]) == sorted(ledger.labels(up_to_round=t))
+    for t in range(2):
+        (name,) = store.selections(t)
+        _, arrays = store.read_selection(t, name)
+        assert arrays["chosen_ids"].tolist() == [e.id for e in ledger.entries() if e.round == t + 1]
+    _, rows = _state(finished)
+    assert [int(r["n_labeled"]) for r in rows] == [2, 4, 6]
+
+
+def test_metrics_are_the_finetuned_models_predictions_on_the_evaluation_set(config, finished):
+    cfg = load_config(EmbedConfig, config)
+    pool = image_pool(cfg, config)
+    t, seed = 1, 3
+    labeled = LabeledSet.from_labels(Ledger(finished / "aloe" / "seed-3" / "ledger.csv").labels(up_to_round=t), pool)
+    backbone = build_backbone(cfg.backbone)
+    device = torch.device("cpu")
+    head, _ = finetune(backbone, pool.source, labeled.positions, labeled.classes, len(labeled.names), cfg.finetune,
+                       device=device, seed=seed, workers=0)
+
+    class Logits:
+        rows_done, blocks = 0, []
+
+        def write(self, features, logits):
+            self.blocks.append(logits)
+
+    logits = Logits()
+    run_pool_pass(model_encoder(backbone, head, device), pool.test_source, logits, backbone=backbone, batch_size=8,
+                  workers=0, device=device, quiet=True)
+    predicted = np.array(labeled.names)[np.concatenate(logits.blocks).argmax(1)]
+    classes = sorted(CLASSES)
+    recalls = recall_score(pool.test_labels, predicted, labels=classes, average=None, zero_division=0)
+    _, rows = _state(finished)
+    assert float(rows[t]["balanced_accuracy"]) == pytest.approx(recalls.mean(), abs=1e-5)
+    assert "stratified 20%" in (finished / "simulation.json").read_text()
+
+
+def test_mode_overrides_the_config(config, finished, tmp_path):
+    linear = tmp_path / "linear.yaml"
+    linear.write_text(config.read_text().replace("mode: finetune", "mode: linear"))
+    out = tmp_path / "o"
+    assert run_cli(cli, ["simulate", "--config", str(linear), "--mode", "finetune", "--out", str(out), *ARGS,
+                         "--rounds", "1"]) == 0
+    assert open_store(out / "aloe" / "seed-3" / "store.zarr").round(1).provenance["mode"] == "finetune"
+    assert _state(out)[1] == _state(finished)[1][:2]
+
+
+@pytest.mark.parametrize("trigger", ["eval/0001.npz", "selections/0001.npz"])
+def test_a_killed_finetune_simulation_resumes_with_the_same_results(config, finished, tmp_path, trigger):
+    out = tmp_path / "run"
+    argv = ["simulate", "--config", str(config), "--out", str(out), *ARGS]
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen([sys.executable, "-c", "from aloe.cli import main; main()", *argv], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    mark = out / "aloe" / "seed-3" / trigger
+    deadline = time.monotonic() + 120
+    try:
+        while not mark.exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert mark.exists() and not (out / "metrics.csv").exists(), "not killed mid-run"
+    assert run_cli(cli, argv) == 0
+    assert _state(out) == _state(finished)
