@@ -28,7 +28,6 @@ import platform
 import shutil
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +39,7 @@ from aloe.labels import class_indices
 from aloe.loop.oracle import make_oracle_pool
 from aloe.loop.selection import round_seed
 from aloe.loop.simulate import SimulationSettings, simulate
+from aloe.loop.workers import torch_threads
 from aloe.selector.strategies import run_strategy
 from aloe.selector.view import RoundView
 
@@ -47,16 +47,6 @@ HERE = Path(__file__).resolve().parent
 
 # size -> (classes, items of the head class, budget, rounds)
 CASES = {2000: (20, 435, 10, 10), 100000: (100, 4700, 50, 3)}
-
-
-@contextmanager
-def torch_threads(n: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def build_pool(size: int, dim: int):

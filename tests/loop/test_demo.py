@@ -2,43 +2,23 @@
 
 from __future__ import annotations
 
-import csv
-
-import numpy as np
 import pytest
 import yaml
-from PIL import Image
 
 from aloe.cli import cli
 from aloe.internal.cli import run_cli
 from aloe.store import open_store
-
-TINY_VIT = {
-    "embed_dim": 16,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
-    "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1},
-}
-CLASSES = {"red": ((200, 30, 30), 12), "green": ((30, 200, 30), 6), "blue": ((30, 30, 200), 4)}
+from image_helpers import TINY_VIT, write_colour_pool
 
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory):
     """A long-tailed manifest of noisy colour squares (one file broken) and a linear-mode config."""
     root = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    rows = [("id", "path", "label")]
-    for name, (colour, count) in CLASSES.items():
-        for i in range(count):
-            pixels = np.clip(np.array(colour) + rng.normal(0, 25, (24, 24, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(root / f"{name}{i}.png")
-            rows.append((f"{name}-{i}", f"{name}{i}.png", name))
-    (root / "broken.png").write_bytes(b"\x89PNG truncated")
-    rows.append(("broken", "broken.png", "red"))
-    with (root / "manifest.csv").open("w", newline="") as handle:
-        csv.writer(handle).writerows(rows)
+    manifest = write_colour_pool(root, broken=True)
     cfg = {
         "backbone": {"kind": "open_clip", "model": "ViT-B-32", "pretrained": None, "architecture": TINY_VIT},
-        "data": {"kind": "manifest", "path": str(root / "manifest.csv")},
+        "data": {"kind": "manifest", "path": str(manifest)},
         "mode": "linear",
         "linear": {"C": 5.0},
         "pool": {"batch_size": 8, "workers": 0, "chunk_rows": 8},

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
 from sklearn.metrics import recall_score
 
 from aloe.cli import cli
@@ -27,13 +26,8 @@ from aloe.labels import LabeledSet
 from aloe.loop.finetune_run import image_pool
 from aloe.loop.ledger import Ledger
 from aloe.store import open_store
+from image_helpers import CLASSES, TINY_VIT, write_colour_pool
 
-TINY_VIT = {
-    "embed_dim": 16,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
-    "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1},
-}
-CLASSES = {"red": ((200, 30, 30), 12), "green": ((30, 200, 30), 6), "blue": ((30, 30, 200), 4)}
 ARGS = ["--strategy", "aloe", "--budget", "2", "--rounds", "2", "--seeds", "3", "--quiet"]
 
 
@@ -41,19 +35,11 @@ ARGS = ["--strategy", "aloe", "--budget", "2", "--rounds", "2", "--seeds", "3", 
 def config(tmp_path_factory):
     """A long-tailed manifest of noisy colour squares and a finetune-mode config of a tiny ViT."""
     root = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    rows = [("id", "path", "label")]
-    for name, (colour, count) in CLASSES.items():
-        for i in range(count):
-            pixels = np.clip(np.array(colour) + rng.normal(0, 25, (24, 24, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(root / f"{name}{i}.png")
-            rows.append((f"{name}-{i}", f"{name}{i}.png", name))
-    with (root / "manifest.csv").open("w", newline="") as handle:
-        csv.writer(handle).writerows(rows)
+    manifest = write_colour_pool(root)
     cfg = {
         "backbone": {"kind": "open_clip", "model": "ViT-B-32", "pretrained": None, "architecture": TINY_VIT,
                      "init_seed": 0},
-        "data": {"kind": "manifest", "path": str(root / "manifest.csv")},
+        "data": {"kind": "manifest", "path": str(manifest)},
         "mode": "finetune",
         "finetune": {"epochs": 2, "lr": 1e-3, "batch_size": 8, "augment": "none"},
         "pool": {"batch_size": 8, "workers": 0, "chunk_rows": 8, "feature_dtype": "float32"},
