@@ -140,6 +140,12 @@ def read_selection_record(path: str | Path) -> tuple[dict[str, Any], dict[str, n
     return json.loads(str(arrays.pop("attrs"))), arrays
 
 
+def read_selection_attrs(path: str | Path) -> dict[str, Any]:
+    """Only the attributes of a saved selection record (its arrays stay on disk)."""
+    with np.load(path, allow_pickle=False) as data:
+        return json.loads(str(data["attrs"]))
+
+
 class Run:
     """One strategy and seed: its ledger, batches, selection records and metrics under
     ``DIR/<strategy>/seed-<s>``. Subclasses say how a round gets its model and its batch."""
@@ -150,6 +156,7 @@ class Run:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ledger = Ledger(self.dir / "ledger.csv")
         self.metrics_path = self.dir / "metrics.csv"
+        self._select_seconds: dict[int, float] = {}
 
     def rows(self) -> list[dict]:
         """This run's metrics rows so far."""
@@ -173,9 +180,11 @@ class Run:
 
     def select_seconds(self, t: int) -> float:
         """Seconds the selection that labeled round ``t`` took (0 for round 0)."""
-        if t == 0 or not self.selection_path(t - 1).is_file():
-            return 0.0
-        return float(read_selection_record(self.selection_path(t - 1))[0]["timings"]["total"])
+        if t - 1 not in self._select_seconds:
+            path = self.selection_path(t - 1)
+            seconds = read_selection_attrs(path)["timings"]["total"] if t > 0 and path.is_file() else 0.0
+            self._select_seconds[t - 1] = float(seconds)
+        return self._select_seconds[t - 1]
 
     def metrics_row(self, t: int, labeled: LabeledSet, model: Any) -> dict:
         """The metrics of round ``t``: labels, classes, balanced accuracies on the evaluation set."""
@@ -205,6 +214,7 @@ class Run:
             warnings.simplefilter("ignore", FewPointsPerClusterWarning)
             attrs, arrays = self.choose(t, labeled, model, config, self.dir / f"batch-{t:04d}.csv")
         write_selection_record(self.selection_path(t), attrs, arrays)
+        self._select_seconds[t] = float(attrs["timings"]["total"])
         self.ledger.append(self.pool.oracle(arrays["positions"]), t + 1, f"oracle:{self.strategy}")
 
     def round_missing(self, t: int) -> bool:
