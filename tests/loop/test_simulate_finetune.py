@@ -41,7 +41,8 @@ def config(tmp_path_factory):
                      "init_seed": 0},
         "data": {"kind": "manifest", "path": str(manifest)},
         "mode": "finetune",
-        "finetune": {"epochs": 2, "lr": 1e-3, "batch_size": 8, "augment": "none"},
+        "finetune": {"epochs": 2, "lr": 1e-3, "batch_size": 8, "augment": "none", "schedule": "constant",
+                     "warmup_steps": 0, "mixup": 0.0, "label_smoothing": 0.0, "early_stop_patience": 0},
         "pool": {"batch_size": 8, "workers": 0, "chunk_rows": 8, "feature_dtype": "float32"},
         "device": "cpu",
     }
