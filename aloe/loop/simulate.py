@@ -312,7 +312,8 @@ class LinearRun(Run):
         """The strategy on an in-memory view: the pool's features and the head's logits."""
         view = RoundView(ids=self.pool.ids, features=self.pool.features,
                          logits=head_logits(model, self.pool.features), labeled_positions=labeled.positions,
-                         labeled_classes=labeled.classes, class_names=tuple(labeled.names))
+                         labeled_classes=labeled.classes, class_names=tuple(labeled.names),
+                         head=self.settings.head.model_dump())
         selection = run_strategy(view, config.strategy, config.budget, config.seed, config.params())
         attrs, arrays = selection_record(selection, self.pool.ids, labeled.positions, request_of(config))
         write_batch_csv(batch_csv, arrays)
