@@ -133,9 +133,9 @@ def simulate_command(config_path: Path | None, mode: str | None, features_path: 
     settings), runs the pool pass into STRATEGY/seed-S/store.zarr and selects there as aloe-select
     does. Slow without a GPU.
 
-    Accuracy is measured on the npz's test split, or on a stratified 20% of the pool carved out
-    (the config's seed, else 0) before anything is labeled; in finetune mode, with the fine-tuned
-    model. simulation.json and the report say which. Interrupted, the same command continues where
+    Accuracy is measured on the npz's test split or the config's test: dataset, else on a stratified
+    20% of the pool carved out (the config's seed, else 0) before anything is labeled; in finetune
+    mode, with the fine-tuned model. simulation.json and the report say which. Interrupted, the same command continues where
     it stopped (the ledgers are the state); more --rounds, strategies or seeds extend OUT. Then:
     aloe report OUT.
     """

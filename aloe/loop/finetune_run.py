@@ -7,9 +7,9 @@ until the round commits), selects on the store round (as ``aloe-select`` does) a
 
 The evaluation set is the config's ``test:`` dataset, or without one the stratified 20% of the
 config's dataset carved out before anything is labeled (those images never enter the pool). Every
-step is checked on a rerun, so a kill at any point resumes: a killed fine-tune trains again (seeded, the same weights on a CPU), a killed pool
-pass continues from its last chunk, the evaluation logits (``eval/NNNN.npz``) are saved before the
-pool pass starts.
+step is checked on a rerun, so a kill at any point resumes: a killed fine-tune trains again (seeded,
+the same weights on a CPU), a killed pool pass continues from its last chunk, the evaluation logits
+(``eval/NNNN.npz``) are saved before the pool pass starts.
 """
 
 from __future__ import annotations
