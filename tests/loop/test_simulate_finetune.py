@@ -140,3 +140,19 @@ def test_a_killed_finetune_simulation_resumes_with_the_same_results(config, fini
     assert mark.exists() and not (out / "metrics.csv").exists(), "not killed mid-run"
     assert run_cli(cli, argv) == 0
     assert _state(out) == _state(finished)
+
+
+def test_a_config_test_split_is_the_evaluation_set_and_the_whole_dataset_the_pool(config, tmp_path):
+    test_root = tmp_path / "test-images"
+    test_root.mkdir()
+    cfg = yaml.safe_load(config.read_text())
+    cfg["test"] = {"kind": "manifest", "path": str(write_colour_pool(test_root))}
+    with_test = tmp_path / "with-test.yaml"
+    with_test.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "o"
+    assert run_cli(cli, ["simulate", "--config", str(with_test), "--out", str(out), *ARGS, "--rounds", "1"]) == 0
+    run = out / "aloe" / "seed-3"
+    assert open_store(run / "store.zarr").n_items == sum(count for _, count in CLASSES.values())
+    with np.load(run / "eval" / "0001.npz") as data:
+        assert data["logits"].shape[0] == sum(count for _, count in CLASSES.values())
+    assert "the benchmark's own" in (out / "simulation.json").read_text()
