@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from aloe.data.images import PoolImages
 from aloe.data.sources import ImageSource
@@ -40,7 +40,8 @@ class ImageBatches:
 
     def __init__(self, source: ImageSource, positions: Sequence[int], backbone: Backbone, *,
                  device: torch.device, batch_size: int, workers: int, preprocess: str = "loader",
-                 train: bool = False, augment: Augment = "none", shuffle: bool = False, seed: int = 0) -> None:
+                 train: bool = False, augment: Augment = "none", shuffle: bool = False, seed: int = 0,
+                 shard: tuple[int, int] | None = None) -> None:
         self.device = device
         self.where = resolve_preprocess(preprocess, device)
         pin = device.type == "cuda"
@@ -49,10 +50,20 @@ class ImageBatches:
                    "generator": torch.Generator().manual_seed(seed) if shuffle else None}
         if self.where == "device":
             self.prepare = DevicePreprocess(backbone.image_size, device, train=train, augment=augment, seed=seed)
-            self.loader = DataLoader(RawImages(source, positions), collate_fn=collate_raw, **options)
+            dataset, extra = RawImages(source, positions), {"collate_fn": collate_raw}
         else:
             transform = train_transform(backbone, augment) if train else eval_transform(backbone)
-            self.loader = DataLoader(PoolImages(source, transform, positions, backbone.image_size), **options)
+            dataset, extra = PoolImages(source, transform, positions, backbone.image_size), {}
+        self.sampler = None
+        if shard is not None:  # (rank, world): this rank's share of each pass (DistributedSampler)
+            self.sampler = DistributedSampler(dataset, shard[1], shard[0], shuffle=shuffle, seed=seed)
+            options.update(shuffle=False, generator=None, sampler=self.sampler)
+        self.loader = DataLoader(dataset, **options, **extra)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reshuffle a sharded pass for ``epoch`` (every rank the same way); nothing otherwise."""
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.loader)

@@ -11,6 +11,7 @@ from aloe.config import load_config
 from aloe.embedder.config import EmbedConfig
 from aloe.embedder.round import RoundSummary
 from aloe.internal.cli import exit_with
+from aloe.internal.dist import launch
 
 EPILOG = """\b
 Examples:
@@ -28,6 +29,11 @@ backbone is reset to its pretrained weights, a new linear head over the known cl
 and features (float16) and logits (float32) for the whole pool are streamed into the store. A run
 killed mid-pass resumes from its last complete chunk when rerun with the same arguments. Then run
 aloe-select on the store to pick the next batch.
+
+\b
+Under torchrun each rank embeds a chunk-aligned share of the pool into the same round (Zarr stores),
+fine-tuning runs with DistributedDataParallel, and rank 0 publishes the round:
+  torchrun --standalone --nproc_per_node 4 --no-python aloe-embed --config c.yaml --store p.zarr --labels l.csv
 """
 
 
@@ -37,6 +43,7 @@ def _report(summary: RoundSummary, store: Path) -> None:
         f"{summary.n_classes} known classes, mode {summary.mode}"
         + (f", pool pass {summary.pass_items_per_s:.0f} items/s" if summary.pass_items_per_s else "")
         + (f", resumed from row {summary.resumed_from}" if summary.resumed_from else "")
+        + (f", sharded over {summary.ranks} ranks" if summary.ranks > 1 else "")
     )
     if summary.skipped:
         shown = ", ".join(f"{p}" for p in sorted(summary.skipped)[:5])
@@ -73,22 +80,31 @@ def command(config_path, store_path, labels_path, round_, mode, device, seed, fe
     finetune mode, alone in linear mode) and streams the whole pool's features and logits into round
     T of the store, with the mode and every setting recorded as the round's provenance.
     """
-    if features_path is not None:
-        from aloe.embedder.linear_round import embed_from_features
-
-        if config_path is not None or mode not in (None, "linear"):
-            raise click.UsageError("--from-features trains a linear head only: drop --config and --mode")
-        t = embed_from_features(features_path, labels_path, store_path, round=round_)
-        click.echo(f"round {t} written to {store_path} from {features_path} (linear head)")
-        return
-    if config_path is None:
+    if features_path is not None and (config_path is not None or mode not in (None, "linear")):
+        raise click.UsageError("--from-features trains a linear head only: drop --config and --mode")
+    if features_path is None and config_path is None:
         raise click.UsageError("--config is required (or --from-features)")
-    from aloe.embedder.round import embed_round
+    with launch() as comm:
+        ranks = f" (sharded over {comm.world} ranks)" if comm.sharded else ""
+        if features_path is not None:
+            from aloe.embedder.linear_round import embed_from_features
 
-    cfg = load_config(EmbedConfig, config_path, {"mode": mode, "device": device, "seed": seed})
-    _report(embed_round(cfg, store_path, labels_path, t=round_, quiet=quiet), store_path)
+            t = embed_from_features(features_path, labels_path, store_path, round=round_, comm=comm)
+            if comm.is_root:
+                click.echo(f"round {t} written to {store_path} from {features_path} (linear head){ranks}")
+            return
+        from aloe.embedder.round import embed_round
+
+        cfg = load_config(EmbedConfig, config_path, {"mode": mode, "device": device, "seed": seed})
+        summary = embed_round(cfg, store_path, labels_path, t=round_, quiet=quiet or not comm.is_root, comm=comm)
+        if comm.is_root:
+            _report(summary, store_path)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point for ``aloe-embed``."""
     exit_with(command, argv)
+
+
+if __name__ == "__main__":
+    main()

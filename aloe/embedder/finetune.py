@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from pydantic import Field
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from aloe.config import StrictModel
@@ -34,6 +35,7 @@ from aloe.embedder.recipe import (
     validation_split,
 )
 from aloe.embedder.transforms import Augment
+from aloe.internal.dist import Comm
 
 
 class FinetuneConfig(StrictModel):
@@ -75,15 +77,21 @@ def new_head(feature_dim: int, n_classes: int, seed: int) -> nn.Linear:
 
 def train_step(backbone: Backbone, head: nn.Linear, optimizer: torch.optim.Optimizer, images: torch.Tensor,
                targets: torch.Tensor, cfg: FinetuneConfig, rng: np.random.Generator,
-               device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+               device: torch.device, model: nn.Module | None = None,
+               weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One optimisation step on a batch already on ``device``: mixup, forward, smoothed loss,
-    backward, clipping, AdamW. Returns the loss and the gradient norm before clipping (device tensors)."""
+    backward, clipping, AdamW. Returns the loss and the gradient norm before clipping (device tensors).
+
+    ``model`` (images -> logits, e.g. a DistributedDataParallel :class:`Classifier`) replaces
+    ``head(backbone(images))`` for the forward pass; ``weight`` scales the loss (0: a step that
+    only keeps the ranks in step).
+    """
     mixed = mixup(images, targets, cfg.mixup, rng)
     optimizer.zero_grad(set_to_none=True)
     with autocast_for(device):
-        logits = head(backbone(mixed.images).float())
-    loss = mixup_loss(logits, mixed, cfg.label_smoothing)
-    loss.backward()
+        logits = model(mixed.images) if model is not None else head(backbone(mixed.images).float())
+    loss = mixup_loss(logits.float(), mixed, cfg.label_smoothing)
+    (loss * weight).backward()
     norm = clip_gradients([*backbone.module.parameters(), *head.parameters()], cfg.grad_clip)
     optimizer.step()
     return loss.detach(), norm
@@ -124,6 +132,7 @@ def finetune(
     workers: int,
     preprocess: str = "loader",
     quiet: bool = False,
+    comm: Comm | None = None,
 ) -> tuple[nn.Linear, dict[str, Any]]:
     """Reset ``backbone``, train it end to end with a new head on ``(positions, classes)``.
 
@@ -134,7 +143,13 @@ def finetune(
     in eval mode) and training statistics: ``steps``, per-epoch ``losses`` (and ``val_losses``),
     ``lrs`` (the backbone's rate in each epoch's last step), ``grad_norm_max`` (before clipping) and
     ``early_stop`` (monitor, validation size, best epoch, epochs run, whether it stopped early).
+
+    Under ``torchrun`` (``comm`` with several ranks) training runs with DistributedDataParallel:
+    each rank takes its share of every epoch's shuffled items (``batch_size / world`` per step),
+    gradients are averaged, and the monitored loss is averaged over the ranks, so every rank
+    stops at the same epoch with the same weights.
     """
+    comm = comm or Comm()
     backbone.reset()
     head = new_head(backbone.feature_dim, n_classes, seed)
     module = backbone.module.to(device)
@@ -143,6 +158,7 @@ def finetune(
     if n_classes < 2 or len(positions) == 0 or cfg.epochs == 0:
         return head.eval(), stats
 
+
     positions, classes = np.asarray(positions), np.asarray(classes)
     class_of = dict(zip(positions.tolist(), classes.tolist(), strict=True))
     held = validation_split(classes, cfg.val_share, cfg.val_min_per_class, seed) \
@@ -150,9 +166,14 @@ def finetune(
     train_positions = sorted(np.delete(positions, held).tolist())
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    loader = ImageBatches(source, train_positions, backbone, device=device, batch_size=cfg.batch_size,
-                          workers=workers, preprocess=preprocess, train=True, augment=cfg.augment, shuffle=True,
-                          seed=seed)
+    loader = ImageBatches(source, train_positions, backbone, device=device,
+                          batch_size=-(-cfg.batch_size // comm.world), workers=workers, preprocess=preprocess,
+                          train=True, augment=cfg.augment, shuffle=True, seed=seed,
+                          shard=(comm.rank, comm.world) if comm.sharded else None)
+    model = None
+    if comm.sharded:
+        model = DistributedDataParallel(Classifier(backbone, head),
+                                        device_ids=[device.index] if device.type == "cuda" else None)
     val_loader = None
     if len(held):
         val_loader = ImageBatches(source, sorted(positions[held].tolist()), backbone, device=device,
@@ -174,17 +195,19 @@ def finetune(
     with tqdm(total=cfg.epochs * len(train_positions), desc="fine-tune", unit="img", disable=quiet,
               dynamic_ncols=True) as bar:
         for epoch in range(cfg.epochs):
+            loader.set_epoch(epoch)
             total, count = torch.zeros((), device=device), 0
             for batch_positions, images, errors in loader:
                 keep = [i for i, error in enumerate(errors) if not error]
                 skipped.update(p for p, e in zip(batch_positions.tolist(), errors, strict=True) if e)
                 bar.update(len(images))
-                if not keep:
+                if not keep and model is None:
                     continue
-                if len(keep) < len(images):
+                if keep and len(keep) < len(images):
                     batch_positions, images = batch_positions[keep], images[keep]
                 targets = torch.tensor([class_of[p] for p in batch_positions.tolist()], device=device)
-                loss, norm = train_step(backbone, head, optimizer, images, targets, cfg, rng, device)
+                loss, norm = train_step(backbone, head, optimizer, images, targets, cfg, rng, device,
+                                        model=model, weight=1.0 if keep else 0.0)
                 last_lr = optimizer.param_groups[0]["lr"]
                 scheduler.step()
                 if norm is not None:
@@ -192,7 +215,8 @@ def finetune(
                 stats["steps"] += 1
                 total += loss * len(keep)
                 count += len(keep)
-            stats["losses"].append(total.item() / max(count, 1))
+            summed = comm.all_reduce(torch.stack([total.float(), torch.tensor(float(count), device=device)]))
+            stats["losses"].append((summed[0] / summed[1].clamp_min(1)).item())
             stats["lrs"].append(last_lr)
             bar.set_postfix(loss=f"{stats['losses'][-1]:.3f}")
             if stopper is None:
@@ -200,6 +224,7 @@ def finetune(
             watched = stats["losses"][-1]
             if val_loader is not None:
                 watched = validation_loss(backbone, head, val_loader, class_of, cfg.label_smoothing, device)
+                watched = comm.all_reduce(torch.tensor([watched], dtype=torch.float64)).item() / comm.world
                 stats["val_losses"].append(watched)
             if stopper.update(epoch, watched, {"backbone": module, "head": head}):
                 stopped_early = True
@@ -207,11 +232,25 @@ def finetune(
     if stopper is not None:
         stopper.restore({"backbone": module, "head": head})
     module.eval()
+    skipped = {p for part in comm.gather_objects(sorted(skipped)) for p in part}
+    comm.all_reduce(grad_norm_max, "max")
     stats.update(
-        trained=True, seconds=time.perf_counter() - started, skipped_labeled=sorted(skipped),
+        trained=True, seconds=time.perf_counter() - started, skipped_labeled=sorted(skipped), ranks=comm.world,
         grad_norm_max=grad_norm_max.item() if cfg.grad_clip is not None else None,
         early_stop={"monitor": monitor, "n_validation": int(len(held)), "n_train": len(train_positions),
                     "best_epoch": stopper.best_epoch if stopper else None,
                     "epochs_run": len(stats["losses"]), "stopped_early": stopped_early},
     )
     return head.eval(), stats
+
+
+class Classifier(nn.Module):
+    """Backbone and head as one module (what DistributedDataParallel wraps): uint8 images -> logits."""
+
+    def __init__(self, backbone: Backbone, head: nn.Linear) -> None:
+        super().__init__()
+        self.backbone, self.module, self.head = backbone, backbone.module, head
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits of a batch of uint8 images."""
+        return self.head(self.module(self.backbone.normalize(images)).float())

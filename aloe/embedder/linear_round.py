@@ -22,8 +22,11 @@ import torch
 
 from aloe.data.npz import load_features_npz, npz_digest, npz_ids
 from aloe.embedder.head import LinearHeadConfig, head_logits, train_linear_head
+from aloe.embedder.sharded import open_shard_writer, open_store_on_ranks, publish_shards, run_agreed
 from aloe.errors import AloeError
+from aloe.internal.dist import Comm
 from aloe.labels import LabeledSet, check_known_ids, read_labels
+from aloe.store.store import DEFAULT_CHUNK_ROWS
 
 DEFAULT_BLOCK_ROWS = 16_384
 
@@ -37,7 +40,7 @@ class FeatureSource(Protocol):
 
     def features(self, rows: np.ndarray | None = None) -> np.ndarray: ...
 
-    def iter_blocks(self) -> Iterator[tuple]: ...
+    def iter_blocks(self, *, start: int = 0, stop: int | None = None) -> Iterator[tuple]: ...
 
 
 class ArrayFeatures:
@@ -52,10 +55,11 @@ class ArrayFeatures:
         data = self._features if rows is None else self._features[rows]
         return np.asarray(data, dtype=np.float32)
 
-    def iter_blocks(self) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(start, block)`` of float32 rows."""
-        for start in range(0, len(self._features), self._block_rows):
-            yield start, np.asarray(self._features[start : start + self._block_rows], dtype=np.float32)
+    def iter_blocks(self, *, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(start, block)`` of float32 rows over rows ``[start, stop)`` (default: all)."""
+        stop = len(self._features) if stop is None else stop
+        for first in range(start, stop, self._block_rows):
+            yield first, np.asarray(self._features[first : min(first + self._block_rows, stop)], dtype=np.float32)
 
 
 def write_linear_round(
@@ -69,8 +73,12 @@ def write_linear_round(
     provenance: dict[str, Any] | None = None,
     feature_dtype: str = "float16",
     chunk_rows: int | None = None,
+    comm: Comm | None = None,
 ) -> None:
     """Train a linear head on the labeled rows of ``feature_reader`` and write round ``t``.
+
+    Under ``torchrun`` (``comm`` with several ranks) rank 0 fits the head and sends it to the
+    others, each rank writes its chunk-aligned share of the rows, and rank 0 publishes the round.
 
     Parameters
     ----------
@@ -90,7 +98,10 @@ def write_linear_round(
         iterations / convergence / objective, timings).
     feature_dtype, chunk_rows
         Passed to ``store.begin_round``.
+    comm
+        The ranks (default: this process alone).
     """
+    comm = comm or Comm()
     positions = np.asarray(labeled.positions, dtype=np.int64)
     classes = np.asarray(labeled.classes, dtype=np.int64)
     class_names = labeled.names
@@ -102,21 +113,24 @@ def write_linear_round(
 
     started = time.perf_counter()
     head = head or LinearHeadConfig()
-    fit = train_linear_head(
-        np.asarray(feature_reader.features(positions), dtype=np.float32), classes, len(class_names),
-        config=head, device=device,
-    )
-    head_model = fit.head
+    fitted = None
+    if comm.is_root:
+        fit = train_linear_head(
+            np.asarray(feature_reader.features(positions), dtype=np.float32), classes, len(class_names),
+            config=head, device=device,
+        )
+        fitted = (fit.head.cpu(), fit.summary())
+    head_model, fit_summary = comm.broadcast(fitted)
     record = {
         "mode": "linear",
         "head": head.model_dump(),
-        "head_fit": fit.summary(),
+        "head_fit": fit_summary,
         "device": device,
         "timings_s": {"train_head": time.perf_counter() - started},
         **(provenance or {}),
     }
     write_head_round(store, t, feature_reader, head_model, labeled, record, feature_dtype=feature_dtype,
-                     chunk_rows=chunk_rows)
+                     chunk_rows=chunk_rows, comm=comm)
 
 
 def write_head_round(
@@ -129,13 +143,16 @@ def write_head_round(
     *,
     feature_dtype: str = "float16",
     chunk_rows: int | None = None,
+    comm: Comm | None = None,
 ) -> None:
     """Write round ``t``: every row of ``feature_reader`` with its logits under a trained head.
 
     :func:`write_linear_round` trains the head and calls this; the simulation calls it with the head
     it already trained. A partially written round ``t`` is resumed. Parameters as in
-    :func:`write_linear_round`; ``provenance`` is recorded as given.
+    :func:`write_linear_round`; ``provenance`` is recorded as given. Under ``torchrun`` (``comm``)
+    each rank writes its chunk-aligned share and rank 0 publishes.
     """
+    comm = comm or Comm()
     n_items = int(store.n_items)
     begin = {
         "feature_dim": head_model.in_features,
@@ -147,19 +164,18 @@ def write_head_round(
     }
     if chunk_rows is not None:
         begin["chunk_rows"] = chunk_rows
-    writer = store.begin_round(t, **begin)
-    done = int(writer.rows_done)
-    for start, block, *_ in feature_reader.iter_blocks():
-        end = start + len(block)
-        if end <= done:
-            continue
-        block = np.asarray(block[max(done - start, 0) :], dtype=np.float32)
-        writer.write(block, head_logits(head_model, block))
-        done = end
-    if done != n_items:
-        writer.abort()
-        raise AloeError(f"feature source gave {done} rows, the store holds {n_items}")
-    writer.commit()
+    rows = chunk_rows if chunk_rows is not None else DEFAULT_CHUNK_ROWS
+    writer = open_shard_writer(comm, lambda **shard: store.begin_round(t, **begin, **shard), n_items, rows)
+    if writer is not None:
+        done, stop = int(writer.rows_done), writer.row_range[1]
+        for start, block, *_ in feature_reader.iter_blocks(start=done, stop=stop):
+            block = np.asarray(block, dtype=np.float32)
+            writer.write(block, head_logits(head_model, block))
+            done = start + len(block)
+        if done != stop:
+            writer.abort()
+            raise AloeError(f"feature source gave {done} rows, the store holds {n_items}")
+    publish_shards(comm, writer)
 
 
 def import_features_npz(store: Any, npz_path: str | Path) -> Any:
@@ -193,6 +209,7 @@ def embed_from_features(
     store_path: str | Path,
     round: int | None = None,
     head: LinearHeadConfig | None = None,
+    comm: Comm | None = None,
 ) -> int:
     """``aloe-embed --from-features``: write a round from user-supplied features; return its number.
 
@@ -209,27 +226,39 @@ def embed_from_features(
         Round number; default one past the latest complete round (0 for a new store).
     head
         The head's settings (default :class:`~aloe.embedder.head.LinearHeadConfig`).
+    comm
+        The ranks under ``torchrun`` (default: this process alone): rank 0 imports the features,
+        every rank writes its share of the round (a Zarr store is needed).
     """
     from aloe.store import create_store, open_store
 
+    comm = comm or Comm()
     labels = read_labels(labels_csv)
     store_path = Path(store_path)
-    if store_path.exists():
-        store = open_store(store_path, mode="a")
-    else:
-        ids = npz_ids(npz_path)
-        check_known_ids(labels, ids, str(labels_csv))
-        store = create_store(store_path, ids, meta={"source": "features", "npz": Path(npz_path).name})
-    check_known_ids(labels, store.ids, str(labels_csv))
-    cache = import_features_npz(store, npz_path)
+
+    def open_here() -> Any:
+        if store_path.exists():
+            store = open_store(store_path, mode="a")
+        else:
+            ids = npz_ids(npz_path)
+            check_known_ids(labels, ids, str(labels_csv))
+            store = create_store(store_path, ids, meta={"source": "features", "npz": Path(npz_path).name})
+        check_known_ids(labels, store.ids, str(labels_csv))
+        return store
+
+    store = open_store_on_ranks(comm, store_path, open_here)
+    cache = run_agreed(comm, lambda: import_features_npz(store, npz_path) if comm.is_root else None)
+    cache = cache if comm.is_root else import_features_npz(store, npz_path)  # rank 0 imported it
     labeled = LabeledSet.from_labels(labels, store)
-    round = store.next_round() if round is None else round
+    round = comm.broadcast(store.next_round() if round is None else round)
     write_linear_round(
         store,
         round,
         cache,
         labeled,
         head=head,
-        provenance={"source": "features", "npz": str(npz_path), "npz_sha256_16": npz_digest(npz_path)},
+        provenance={"source": "features", "npz": str(npz_path), "npz_sha256_16": npz_digest(npz_path),
+                    "ranks": comm.world},
+        comm=comm,
     )
     return round

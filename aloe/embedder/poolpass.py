@@ -54,20 +54,21 @@ def run_pool_pass(
     desc: str = "pool pass",
     quiet: bool = False,
 ) -> PassReport:
-    """Encode items ``writer.rows_done .. N-1`` of ``source`` and ``writer.write`` them in order.
+    """Encode items ``writer.rows_done`` up to the end of the writer's rows and ``writer.write`` them.
 
     ``encode`` starts a batch of images (on ``device``, preprocessed for ``backbone`` by the loader or
     on the device: :class:`aloe.embedder.batches.ImageBatches`) and returns a callable giving the
     blocks the writer takes, e.g. ``(features, logits)``; it is called after the next batch has
-    started. The writer is not committed here.
+    started. The writer (of all rows, or of one rank's ``row_range``) is not committed here.
     """
+    first, stop = writer.row_range
     start_row = int(writer.rows_done)
-    batches = ImageBatches(source, range(start_row, len(source)), backbone, device=device, batch_size=batch_size,
+    batches = ImageBatches(source, range(start_row, stop), backbone, device=device, batch_size=batch_size,
                            workers=workers, preprocess=preprocess)
     report = PassReport()
     previous: Blocks | None = None
     started = time.perf_counter()
-    with tqdm(total=len(source), initial=start_row, desc=desc, unit="img", disable=quiet,
+    with tqdm(total=stop - first, initial=start_row - first, desc=desc, unit="img", disable=quiet,
               dynamic_ncols=True) as bar:
         for batch_positions, images, errors in batches:
             for position, error in zip(batch_positions.tolist(), errors, strict=True):

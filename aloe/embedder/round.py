@@ -35,7 +35,9 @@ from aloe.embedder.device import resolve_device
 from aloe.embedder.finetune import finetune
 from aloe.embedder.linear_round import write_linear_round
 from aloe.embedder.poolpass import PassReport, model_encoder, run_pool_pass
+from aloe.embedder.sharded import open_shard_writer, open_store_on_ranks, publish_shards
 from aloe.errors import AloeError
+from aloe.internal.dist import Comm
 from aloe.labels import LabeledSet, check_known_ids, read_labels
 from aloe.store import Store, create_store, open_store
 
@@ -53,6 +55,7 @@ class RoundSummary:
     pass_items_per_s: float = 0.0
     resumed_from: int = 0
     timings_s: dict[str, float] = field(default_factory=dict)
+    ranks: int = 1
 
 
 def versions() -> dict[str, str]:
@@ -94,10 +97,10 @@ def _nothing(image) -> torch.Tensor:
     return torch.zeros(3, 0, 0)
 
 
-def scan_unreadable(source: ImageSource, stop: int, workers: int) -> dict[int, str]:
-    """Unreadable items among positions ``0 .. stop-1`` (re-found when a pass resumes)."""
+def scan_unreadable(source: ImageSource, stop: int, workers: int, start: int = 0) -> dict[int, str]:
+    """Unreadable items among positions ``start .. stop-1`` (re-found when a pass resumes)."""
     found: dict[int, str] = {}
-    loader = DataLoader(PoolImages(source, _nothing, range(stop), 0), batch_size=256, num_workers=workers)
+    loader = DataLoader(PoolImages(source, _nothing, range(start, stop), 0), batch_size=256, num_workers=workers)
     for positions, _, errors in loader:
         found.update((p, e) for p, e in zip(positions.tolist(), errors, strict=True) if e)
     return found
@@ -109,33 +112,49 @@ def _skipped_record(source: ImageSource, skipped: dict[int, str]) -> dict[str, A
             "errors": [skipped[p] for p in positions]}
 
 
-def _pass(encoder, source, backbone, writer, cfg: EmbedConfig, device, desc, quiet) -> PassReport:
-    resumed_from = int(writer.rows_done)
-    report = run_pool_pass(encoder, source, writer, backbone=backbone, batch_size=cfg.pool.batch_size,
-                           workers=cfg.pool.workers, device=device, preprocess=cfg.pool.preprocess,
-                           desc=desc, quiet=quiet)
-    if resumed_from:
-        report.skipped.update(scan_unreadable(source, resumed_from, cfg.pool.workers))
-    return report
+def _pass(encoder, source, backbone, writer, cfg: EmbedConfig, device, desc, quiet, comm: Comm) -> PassReport:
+    """This rank's pool pass into ``writer`` (none for a rank without rows), then every rank's report."""
+    report = PassReport()
+    if writer is not None:
+        first, resumed_from = writer.row_range[0], int(writer.rows_done)
+        report = run_pool_pass(encoder, source, writer, backbone=backbone, batch_size=cfg.pool.batch_size,
+                               workers=cfg.pool.workers, device=device, preprocess=cfg.pool.preprocess,
+                               desc=desc, quiet=quiet)
+        if resumed_from > first:
+            report.skipped.update(scan_unreadable(source, resumed_from, cfg.pool.workers, start=first))
+    if not comm.sharded:
+        return report
+    parts = comm.gather_objects((report.rows, report.seconds, report.skipped))
+    return PassReport(rows=sum(rows for rows, _, _ in parts), seconds=max(seconds for _, seconds, _ in parts),
+                      skipped={p: e for _, _, skipped in parts for p, e in skipped.items()})
 
 
 def frozen_cache(store: Store, backbone: Backbone, source: ImageSource, cfg: EmbedConfig,
-                 device: torch.device, quiet: bool) -> tuple[Any, dict[int, str], PassReport | None]:
+                 device: torch.device, quiet: bool,
+                 comm: Comm | None = None) -> tuple[Any, dict[int, str], PassReport | None]:
     """The frozen backbone's pool features from the store's cache, computing them once if absent.
 
-    Returns the cache reader, its unreadable items, and the pass report (``None`` when reused).
+    Under ``torchrun`` (``comm``) each rank computes its share of the rows. Returns the cache reader,
+    its unreadable items, and the pass report (``None`` when reused).
     """
+    comm = comm or Comm()
     key = frozen_key(backbone, cfg, device)
     cached = store.cached_features(key)
     report = None
     if cached is None:
         backbone.reset()
         backbone.module.to(device)
-        writer = store.begin_cache(key, feature_dim=backbone.feature_dim, meta={"backbone": backbone.describe()},
-                                   feature_dtype=cfg.pool.feature_dtype, chunk_rows=cfg.pool.chunk_rows)
+        writer = open_shard_writer(
+            comm,
+            lambda **shard: store.begin_cache(key, feature_dim=backbone.feature_dim,
+                                              meta={"backbone": backbone.describe()},
+                                              feature_dtype=cfg.pool.feature_dtype, chunk_rows=cfg.pool.chunk_rows,
+                                              **shard),
+            store.n_items, cfg.pool.chunk_rows,
+        )
         report = _pass(model_encoder(backbone, None, device), source, backbone, writer, cfg, device,
-                       "frozen features", quiet)
-        writer.commit({"skipped": [[p, e] for p, e in sorted(report.skipped.items())]})
+                       "frozen features", quiet, comm)
+        publish_shards(comm, writer, {"skipped": [[p, e] for p, e in sorted(report.skipped.items())]})
         cached = store.cached_features(key)
     skipped = {int(p): str(e) for p, e in cached.attrs.get("skipped", [])}
     return cached, skipped, report
@@ -143,22 +162,26 @@ def frozen_cache(store: Store, backbone: Backbone, source: ImageSource, cfg: Emb
 
 def embed_round(cfg: EmbedConfig, store_path: str | Path, labels_path: str | Path, t: int | None = None,
                 quiet: bool = False, *, source: ImageSource | None = None,
-                on_trained: Callable[[Backbone, torch.nn.Module, torch.device], None] | None = None) -> RoundSummary:
+                on_trained: Callable[[Backbone, torch.nn.Module, torch.device], None] | None = None,
+                comm: Comm | None = None) -> RoundSummary:
     """Write round ``t`` (default: one past the latest) of the store at ``store_path``.
 
     Bad labels (unknown ids, an id with two labels) raise :class:`AloeError` before anything is
     written. A round killed mid-pass is resumed from its last complete chunk by the same call.
     ``source`` is the pool (default: the config's dataset). In ``finetune`` mode, ``on_trained`` is
     called with the trained (or, on resume, reloaded) backbone, head and device before the pool pass.
+    Under ``torchrun`` (``comm`` with several ranks, a Zarr store) each rank embeds a chunk-aligned
+    share of the pool into the same staged round, and rank 0 publishes it.
     """
+    comm = comm or Comm()
     started = time.perf_counter()
     labels = read_labels(labels_path)
     source = build_source(cfg.data) if source is None else source
     check_known_ids(labels, source.ids, str(labels_path))
-    device = resolve_device(cfg.device)
+    device = comm.device if comm.device.type == "cuda" else resolve_device(cfg.device)
     backbone = build_backbone(cfg.backbone)
-    store = open_or_create_store(Path(store_path), source)
-    t = store.next_round() if t is None else t
+    store = open_store_on_ranks(comm, Path(store_path), lambda: open_or_create_store(Path(store_path), source))
+    t = comm.broadcast(store.next_round() if t is None else t)
     if t in store.rounds():
         raise AloeError(f"{store_path}: round {t} already exists (rounds are immutable); "
                         f"use --round {store.next_round()} or omit --round")
@@ -168,23 +191,24 @@ def embed_round(cfg: EmbedConfig, store_path: str | Path, labels_path: str | Pat
         "device": str(device), "pool": cfg.pool.model_dump(), "n_labeled": len(labels),
         "versions": versions(), "config": cfg.model_dump(mode="json"),
     }
-    summary = RoundSummary(t, cfg.mode, store.n_items, len(labeled), len(labeled.names))
+    provenance["ranks"] = comm.world
+    summary = RoundSummary(t, cfg.mode, store.n_items, len(labeled), len(labeled.names), ranks=comm.world)
     summary.timings_s["setup"] = time.perf_counter() - started
 
     if cfg.mode == "linear":
-        _linear_round(cfg, store, source, backbone, t, labeled, device, provenance, summary, quiet)
+        _linear_round(cfg, store, source, backbone, t, labeled, device, provenance, summary, quiet, comm)
     else:
         _finetune_round(cfg, store, Path(store_path), source, backbone, t, labeled, device, provenance, summary,
-                        quiet, on_trained)
+                        quiet, comm, on_trained)
     summary.timings_s["total"] = time.perf_counter() - started
     return summary
 
 
 def _linear_round(cfg: EmbedConfig, store: Store, source: ImageSource, backbone: Backbone,
                   t: int, labeled: LabeledSet, device: torch.device, provenance: dict[str, Any],
-                  summary: RoundSummary, quiet: bool) -> None:
+                  summary: RoundSummary, quiet: bool, comm: Comm) -> None:
     """Frozen pool features (cached once), a linear head on them, the round written."""
-    cache, skipped, report = frozen_cache(store, backbone, source, cfg, device, quiet)
+    cache, skipped, report = frozen_cache(store, backbone, source, cfg, device, quiet, comm)
     summary.timings_s["frozen_features"] = report.seconds if report else 0.0
     lin = cfg.linear
     provenance.update(linear_head=lin.model_dump(), feature_cache=frozen_key(backbone, cfg, device),
@@ -192,7 +216,7 @@ def _linear_round(cfg: EmbedConfig, store: Store, source: ImageSource, backbone:
     mark = time.perf_counter()
     write_linear_round(store, t, cache, labeled, head=lin,
                        device=str(device), provenance=provenance, feature_dtype=cfg.pool.feature_dtype,
-                       chunk_rows=cfg.pool.chunk_rows)
+                       chunk_rows=cfg.pool.chunk_rows, comm=comm)
     summary.timings_s["head_and_write"] = time.perf_counter() - mark
     summary.skipped = skipped
     summary.pass_items_per_s = report.items_per_s if report else 0.0
@@ -200,9 +224,13 @@ def _linear_round(cfg: EmbedConfig, store: Store, source: ImageSource, backbone:
 
 def _finetune_round(cfg: EmbedConfig, store: Store, store_path: Path, source: ImageSource, backbone: Backbone,
                     t: int, labeled: LabeledSet, device: torch.device,
-                    provenance: dict[str, Any], summary: RoundSummary, quiet: bool,
+                    provenance: dict[str, Any], summary: RoundSummary, quiet: bool, comm: Comm,
                     on_trained: Callable[[Backbone, torch.nn.Module, torch.device], None] | None = None) -> None:
-    """Fine-tune backbone + head (or reload them after a crash), then the pool pass into round ``t``."""
+    """Fine-tune backbone + head (or reload them after a crash), then the pool pass into round ``t``.
+
+    Under ``torchrun`` the fine-tuning runs with DistributedDataParallel and each rank embeds its
+    share of the pool; rank 0 keeps the checkpoint and publishes the round.
+    """
     mark = time.perf_counter()
     positions, classes, names = labeled.positions, labeled.classes, labeled.names
     key = training_key(backbone, positions, classes, names, cfg.finetune.model_dump(), cfg.seed)
@@ -211,9 +239,10 @@ def _finetune_round(cfg: EmbedConfig, store: Store, store_path: Path, source: Im
     if loaded is None:
         head, stats = finetune(backbone, source, positions, classes, len(names), cfg.finetune, device=device,
                                seed=cfg.seed, workers=cfg.pool.workers, preprocess=cfg.pool.preprocess,
-                               quiet=quiet)
-        if stats["trained"]:
+                               quiet=quiet, comm=comm)
+        if stats["trained"] and comm.is_root:
             save_trained(checkpoint, key, backbone, head, stats)
+        comm.barrier()
     else:
         head, stats = loaded
     summary.timings_s["finetune"] = time.perf_counter() - mark
@@ -221,18 +250,24 @@ def _finetune_round(cfg: EmbedConfig, store: Store, store_path: Path, source: Im
         on_trained(backbone, head, device)
     trained = state_hash({**{f"backbone.{k}": v for k, v in backbone.module.state_dict().items()},
                           **{f"head.{k}": v for k, v in head.state_dict().items()}})
-    writer = store.begin_round(t, feature_dim=backbone.feature_dim, class_names=names,
-                               labeled_positions=positions, labeled_classes=classes, provenance=provenance,
-                               feature_dtype=cfg.pool.feature_dtype, chunk_rows=cfg.pool.chunk_rows,
-                               resume_token=trained)
-    summary.resumed_from = int(writer.rows_done)
+    writer = open_shard_writer(
+        comm,
+        lambda **shard: store.begin_round(t, feature_dim=backbone.feature_dim, class_names=names,
+                                          labeled_positions=positions, labeled_classes=classes,
+                                          provenance=provenance, feature_dtype=cfg.pool.feature_dtype,
+                                          chunk_rows=cfg.pool.chunk_rows, resume_token=trained, **shard),
+        store.n_items, cfg.pool.chunk_rows,
+    )
+    done_here = int(writer.rows_done) - writer.row_range[0] if writer is not None else 0
+    summary.resumed_from = sum(comm.gather_objects(done_here))
     report = _pass(model_encoder(backbone, head, device), source, backbone, writer, cfg, device,
-                   f"round {t} pool pass", quiet)
+                   f"round {t} pool pass", quiet, comm)
     summary.timings_s["pool_pass"] = report.seconds
     provenance.update(finetune=cfg.finetune.model_dump(), training=stats, resumed_from=summary.resumed_from,
                       trained_hash=trained, skipped=_skipped_record(source, report.skipped),
                       timings_s=dict(summary.timings_s), pass_items_per_s=report.items_per_s)
-    writer.commit({"provenance": provenance})
-    discard(checkpoint)
+    publish_shards(comm, writer, {"provenance": provenance})
+    if comm.is_root:
+        discard(checkpoint)
     summary.skipped = report.skipped
     summary.pass_items_per_s = report.items_per_s

@@ -82,6 +82,14 @@ class Comm:
         parts = self.all_gather(array)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
+    def gather_objects(self, value: Any) -> list[Any]:
+        """Every rank's ``value`` (any picklable object), in rank order, on every rank."""
+        if not self.sharded:
+            return [value]
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, value)
+        return out
+
     def broadcast(self, value: Any) -> Any:
         """Rank 0's ``value`` (any picklable object), on every rank."""
         if not self.sharded:

@@ -268,8 +268,13 @@ class Store:
         feature_dtype: str = "float16",
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         resume: bool = True,
+        row_range: tuple[int, int] | None = None,
+        join: bool = False,
     ) -> StagedWriter:
-        """Start (or resume) writing the pool's features under cache ``key``; takes ``(features,)`` blocks."""
+        """Start (or resume) writing the pool's features under cache ``key``; takes ``(features,)`` blocks.
+
+        ``row_range`` and ``join`` let several processes write one cache (see :class:`StagedWriter`).
+        """
         self._need_writable()
         check_name(key, "cache")
         if key in self.backend.list_nodes(self.path, CACHE):
@@ -284,6 +289,8 @@ class Store:
             {"key": key, "meta": dict(meta or {}), "feature_dtype": feature_dtype},
             max(1, min(chunk_rows, self.n_items)),
             resume,
+            row_range=row_range,
+            join=join,
         )
 
     # inspection ---------------------------------------------------------------------------
