@@ -24,6 +24,7 @@ from torch import nn
 
 from aloe.config import StrictModel
 from aloe.errors import AloeError
+from aloe.internal.arrays import BLOCK_ROWS
 
 
 class LinearHeadConfig(StrictModel):
@@ -189,7 +190,7 @@ def fit_linear_head(
 
 
 @torch.no_grad()
-def head_logits(head: nn.Linear, features: np.ndarray, block_rows: int = 65_536) -> np.ndarray:
+def head_logits(head: nn.Linear, features: np.ndarray, block_rows: int = BLOCK_ROWS) -> np.ndarray:
     """Logits ``head(features)`` as float32 ``(n, C)``, computed ``block_rows`` rows at a time.
 
     The head and the blocks stay on the head's device; the result is a numpy array.

@@ -6,6 +6,9 @@ from typing import Any
 
 import numpy as np
 
+BLOCK_ROWS = 65_536
+"""Rows per block wherever a pool is read, scored or written a block at a time (bounds memory)."""
+
 
 def cast(values: np.ndarray, dtype: Any) -> np.ndarray:
     """``values`` as ``dtype`` (no copy when it already is); float16 -> float32 goes through torch.

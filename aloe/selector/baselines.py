@@ -14,12 +14,11 @@ import faiss
 import numpy as np
 import torch
 
+from aloe.internal.arrays import BLOCK_ROWS
 from aloe.selector.config import SelectParams
 from aloe.selector.rule import top_positions
 from aloe.selector.selection import Selection
 from aloe.selector.view import RoundView
-
-BLOCK_ROWS = 65_536
 
 
 def select_random(view: RoundView, budget: int, seed: int, params: SelectParams) -> Selection:

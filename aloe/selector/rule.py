@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from aloe.internal.arrays import BLOCK_ROWS
 from aloe.selector.clustering import KMeansResult, kmeans, resolve_backend
 from aloe.selector.config import SelectParams
 from aloe.selector.heldout import threshold_scores
@@ -15,8 +16,6 @@ from aloe.selector.scores import compute_scores
 from aloe.selector.selection import Selection
 from aloe.selector.threshold import ood_threshold
 from aloe.selector.view import RoundView
-
-_PREPARE_ROWS = 65_536
 
 
 @dataclass
@@ -67,9 +66,9 @@ def cluster_input(view: RoundView, positions: np.ndarray, normalize: bool) -> np
     Gathered and normalized in place block by block: the only full-size allocation is the output.
     """
     out = np.empty((len(positions), view.features.shape[1]), dtype=np.float32)
-    for start in range(0, len(positions), _PREPARE_ROWS):
-        block = out[start : start + _PREPARE_ROWS]
-        np.take(view.features, positions[start : start + _PREPARE_ROWS], axis=0, out=block)
+    for start in range(0, len(positions), BLOCK_ROWS):
+        block = out[start : start + BLOCK_ROWS]
+        np.take(view.features, positions[start : start + BLOCK_ROWS], axis=0, out=block)
         if normalize:
             block /= row_norms(block)[:, None]
     return out
@@ -85,9 +84,9 @@ def cuda_cluster_input(view: RoundView, positions: np.ndarray, normalize: bool) 
     wanted[positions] = True
     out = torch.empty((len(positions), view.features.shape[1]), dtype=torch.float32, device="cuda")
     filled = 0
-    for start in range(0, view.n_items, _PREPARE_ROWS):
-        block = torch.from_numpy(view.features[start : start + _PREPARE_ROWS]).to("cuda")
-        block = block[torch.from_numpy(wanted[start : start + _PREPARE_ROWS]).to("cuda")]
+    for start in range(0, view.n_items, BLOCK_ROWS):
+        block = torch.from_numpy(view.features[start : start + BLOCK_ROWS]).to("cuda")
+        block = block[torch.from_numpy(wanted[start : start + BLOCK_ROWS]).to("cuda")]
         out[filled : filled + len(block)] = torch.nn.functional.normalize(block, dim=1) if normalize else block
         filled += len(block)
     return out

@@ -16,9 +16,8 @@ import numpy as np
 import torch
 
 from aloe.errors import AloeError
+from aloe.internal.arrays import BLOCK_ROWS
 from aloe.selector.view import RoundView
-
-DEFAULT_BLOCK_ROWS = 65_536
 
 
 def gradnorm(features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -102,7 +101,7 @@ def knn_scores(
     features: np.ndarray,
     labeled_positions: np.ndarray,
     k: int = 1,
-    block_rows: int = DEFAULT_BLOCK_ROWS,
+    block_rows: int = BLOCK_ROWS,
 ) -> np.ndarray:
     """:class:`KnnScorer` over every row of ``features``, ``block_rows`` rows at a time."""
     positions = np.asarray(labeled_positions, dtype=np.int64)
@@ -143,7 +142,7 @@ def compute_scores(
     *,
     knn_k: int = 1,
     device: str | torch.device = "cpu",
-    block_rows: int = DEFAULT_BLOCK_ROWS,
+    block_rows: int = BLOCK_ROWS,
 ) -> ScoreResult:
     """Score every pool item of ``view`` with score ``name``, ``block_rows`` rows at a time.
 

@@ -9,8 +9,7 @@ from typing import Any
 import numpy as np
 
 from aloe.errors import AloeError
-
-_CHECK_ROWS = 65_536
+from aloe.internal.arrays import BLOCK_ROWS
 
 
 def candidate_positions(n_items: int, labeled_positions: np.ndarray, excluded_positions: np.ndarray) -> np.ndarray:
@@ -28,8 +27,8 @@ def check_finite(name: str, array: np.ndarray, ids: np.ndarray, offset: int = 0)
     """
     bad_rows = 0
     first = -1
-    for start in range(0, len(array), _CHECK_ROWS):
-        block = array[start : start + _CHECK_ROWS]
+    for start in range(0, len(array), BLOCK_ROWS):
+        block = array[start : start + BLOCK_ROWS]
         with np.errstate(over="ignore", invalid="ignore"):
             bad = ~np.isfinite(block.sum(axis=1))  # NaN/inf anywhere in a row make its sum non-finite
         if bad.any():  # ... and so may an overflowing sum of finite values: check those rows exactly
