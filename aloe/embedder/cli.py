@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import get_args
 
 import click
 
 from aloe.config import load_config
-from aloe.embedder.config import EmbedConfig
+from aloe.embedder.config import EmbedConfig, Mode
+from aloe.embedder.device import DeviceChoice
 from aloe.embedder.round import RoundSummary
 from aloe.internal.cli import exit_with
 from aloe.internal.dist import launch
@@ -61,10 +63,10 @@ def _report(summary: RoundSummary, store: Path) -> None:
               help="CSV 'id,label' with every item labeled so far.")
 @click.option("--round", "round_", type=click.IntRange(min=0), default=None,
               help="Round number to write [default: one past the latest complete round, 0 for a new store].")
-@click.option("--mode", type=click.Choice(["finetune", "linear"]), default=None,
+@click.option("--mode", type=click.Choice(get_args(Mode)), default=None,
               help="finetune: reset and train backbone + head end to end (the paper). linear: frozen "
                    "backbone, cached pool features, head only (fast on a CPU). [default: from the config]")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+@click.option("--device", type=click.Choice(get_args(DeviceChoice)), default=None,
               help="Where to train and embed [default: from the config, else auto = CUDA when present].")
 @click.option("--seed", type=int, default=None,
               help="Seed for fine-tuning (head init, shuffling, augmentation); the linear head needs none.")

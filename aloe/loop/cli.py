@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import get_args
 
 import click
 
@@ -15,7 +14,7 @@ from aloe.loop.oracle import load_npz_pool
 from aloe.loop.progress import round_progress
 from aloe.loop.report import write_report
 from aloe.loop.simulate import SimulationSettings, simulate
-from aloe.selector.config import SelectParams
+from aloe.selector.scores import SCORES
 
 def _seeds(text: str) -> list[int]:
     try:
@@ -66,7 +65,7 @@ def _add_options(command, rounds: int):
                      help="Comma-separated seeds; each seeds the initial set, the head and the selector."),
         click.option("--initial", type=click.IntRange(min=1),
                      help="Random labels before round 1 (round 0). Default: the budget."),
-        click.option("--score", type=click.Choice(get_args(SelectParams.model_fields["score"].annotation)),
+        click.option("--score", type=click.Choice(SCORES),
                      help="OOD score (default gradnorm)."),
         click.option("--tpr", type=click.FloatRange(0, 1, min_open=True),
                      help="True-positive rate of the OOD threshold (default 0.95)."),

@@ -49,7 +49,7 @@ from aloe.loop.report import SETTINGS_NAME
 from aloe.loop.selection import round_seed
 from aloe.loop.workers import run_in_workers, torch_threads
 from aloe.selector.clustering import FewPointsPerClusterWarning
-from aloe.selector.config import SelectConfig, SelectParams
+from aloe.selector.config import SelectConfig, SelectParams, check_strategies
 from aloe.selector.select import default_name, request_of, selection_record, write_batch_csv
 from aloe.selector.strategies import STRATEGIES, run_strategy
 from aloe.selector.view import RoundView
@@ -75,10 +75,7 @@ class SimulationSettings(StrictModel):
     @field_validator("strategies")
     @classmethod
     def _known_strategies(cls, names: list[str]) -> list[str]:
-        unknown = [name for name in names if name not in STRATEGIES]
-        if unknown:
-            raise ValueError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}")
-        return list(dict.fromkeys(names))
+        return check_strategies(names)
 
     @property
     def n_initial(self) -> int:

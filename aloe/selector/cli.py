@@ -11,7 +11,7 @@ import click
 from aloe.config import load_config, validate_config
 from aloe.internal.cli import exit_with
 from aloe.internal.dist import launch
-from aloe.selector.clustering import FewPointsPerClusterWarning
+from aloe.selector.clustering import BACKENDS, FewPointsPerClusterWarning
 from aloe.selector.config import SelectConfig
 from aloe.selector.scores import SCORES
 from aloe.selector.select import run_select, summary_lines
@@ -39,7 +39,7 @@ Example:
                    "linear head refit without it; default) or in_sample (the paper: the head fit on them).")
 @click.option("--multiplier", type=int, default=None, help="k = multiplier * max(B, C) [default: 2].")
 @click.option("--seed", type=int, default=None, help="Seed of k-means and sampling [default: 0].")
-@click.option("--backend", type=click.Choice(["auto", "faiss", "torch"]), default=None,
+@click.option("--backend", type=click.Choice(BACKENDS), default=None,
               help="k-means backend [default: auto: FAISS GPU, else torch on CUDA, else FAISS CPU].")
 @click.option("--stream", type=click.Choice(["auto", "always", "never"]), default=None,
               help="Stream features from the store, out of core, with the torch Lloyd k-means [default: "
