@@ -24,11 +24,10 @@ from aloe.data.npz import load_features_npz, npz_digest, npz_ids
 from aloe.embedder.head import LinearHeadConfig, head_logits, train_linear_head
 from aloe.embedder.sharded import open_shard_writer, open_store_on_ranks, publish_shards, run_agreed
 from aloe.errors import AloeError
+from aloe.internal.arrays import BLOCK_ROWS
 from aloe.internal.dist import Comm
 from aloe.labels import LabeledSet, check_known_ids, read_labels
 from aloe.store.store import DEFAULT_CHUNK_ROWS
-
-DEFAULT_BLOCK_ROWS = 16_384
 
 
 class FeatureSource(Protocol):
@@ -46,7 +45,7 @@ class FeatureSource(Protocol):
 class ArrayFeatures:
     """An in-memory ``(N, D)`` array behind the :class:`FeatureSource` interface."""
 
-    def __init__(self, features: np.ndarray, block_rows: int = DEFAULT_BLOCK_ROWS) -> None:
+    def __init__(self, features: np.ndarray, block_rows: int = BLOCK_ROWS) -> None:
         self._features = features
         self._block_rows = block_rows
 
@@ -197,8 +196,8 @@ def import_features_npz(store: Any, npz_path: str | Path) -> Any:
     if len(ids) != store.n_items or not np.array_equal(ids, np.asarray(store.ids).astype(str)):
         raise AloeError(f"{npz_path}: its ids are not the store's pool ids (in the same order)")
     writer = store.begin_cache(key, feature_dim=features.shape[1], meta={"source": str(npz_path)})
-    for start in range(0, len(features), DEFAULT_BLOCK_ROWS):
-        writer.write(features[start : start + DEFAULT_BLOCK_ROWS])
+    for start in range(0, len(features), BLOCK_ROWS):
+        writer.write(features[start : start + BLOCK_ROWS])
     writer.commit()
     return store.cached_features(key)
 

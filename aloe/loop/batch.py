@@ -12,28 +12,11 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aloe.batchfile import read_batch
 from aloe.errors import AloeError
 from aloe.internal.csvfile import read_csv_rows
 from aloe.loop.labelstudio.exports import Annotation, is_csv_export, read_csv_export, read_json_export
 from aloe.loop.ledger import Ledger
-
-BATCH_COLUMNS = ("id", "rank", "cluster", "ood_score", "flagged")
-
-
-def read_batch(path: str | Path) -> list[dict[str, str]]:
-    """The batch rows in file order; raises :class:`AloeError` for a missing file or column."""
-    path = Path(path)
-    if not path.is_file():
-        raise AloeError(f"batch file not found: {path}")
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in BATCH_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise AloeError(f"{path}: not a batch file from aloe-select (missing columns {missing})")
-        rows = [dict(row) for row in reader]
-    if not rows:
-        raise AloeError(f"{path}: the batch is empty")
-    return rows
 
 
 def read_answers_csv(path: Path) -> list[Annotation]:

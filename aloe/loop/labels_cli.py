@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
+from aloe.batchfile import read_batch
 from aloe.errors import AloeError
-from aloe.loop.batch import ImportResult, import_answers, merge_answers, read_batch
+from aloe.loop.batch import ImportResult, import_answers, merge_answers
 from aloe.loop.labelstudio.client import TOKEN_VARIABLE, LabelStudio
 from aloe.loop.labelstudio.images import serving_instructions
 from aloe.loop.labelstudio.prepare import prepare_batch

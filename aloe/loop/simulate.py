@@ -40,6 +40,7 @@ from pydantic import Field, field_validator
 from aloe.config import StrictModel
 from aloe.embedder.head import LinearHeadConfig, fit_linear_head, head_logits
 from aloe.embedder.linear_round import ArrayFeatures, write_head_round
+from aloe.batchfile import write_batch_csv
 from aloe.errors import AloeError
 from aloe.labels import LabeledSet
 from aloe.loop.ledger import Ledger
@@ -50,7 +51,7 @@ from aloe.loop.selection import round_seed
 from aloe.loop.workers import run_in_workers, torch_threads
 from aloe.selector.clustering import FewPointsPerClusterWarning
 from aloe.selector.config import SelectConfig, SelectParams, check_strategies
-from aloe.selector.select import default_name, request_of, selection_record, write_batch_csv
+from aloe.selector.select import default_name, request_of, selection_record
 from aloe.selector.strategies import STRATEGIES, run_strategy
 from aloe.selector.view import RoundView
 from aloe.store import create_store, open_store

@@ -2,12 +2,11 @@
 
 The Python API under ``aloe-select``: :func:`run_select` does the whole job (and reuses a recorded
 selection with the same name and request); :func:`select_round`, :func:`record_selection` and
-:func:`write_batch_csv` are the steps.
+:func:`aloe.batchfile.write_batch_csv` are the steps.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import time
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from aloe.batchfile import write_batch_csv
 from aloe.errors import AloeError
 from aloe.internal.dist import Comm
 from aloe.selector.config import SelectConfig
@@ -24,8 +24,7 @@ from aloe.selector.selection import Selection
 from aloe.selector.strategies import run_strategy
 from aloe.selector.streamed import select_streamed, streaming_reason
 from aloe.selector.view import RoundView
-
-CSV_COLUMNS = ("id", "rank", "cluster", "ood_score", "flagged")
+from aloe.store import Store, open_store
 
 
 def request_of(config: SelectConfig) -> dict[str, Any]:
@@ -39,7 +38,7 @@ def default_name(config: SelectConfig) -> str:
     return f"{config.strategy}-b{config.budget}-{digest}"
 
 
-def select_round(store: Any, t: int, config: SelectConfig, comm: Comm | None = None) -> Selection:
+def select_round(store: Store, t: int, config: SelectConfig, comm: Comm | None = None) -> Selection:
     """Read round ``t`` of ``store`` and run ``config``'s strategy on it; timings include ``read``.
 
     The features stream from the store (:mod:`aloe.selector.streamed`) under ``torchrun``, with a
@@ -113,7 +112,7 @@ def selection_record(
 
 
 def record_selection(
-    store: Any,
+    store: Store,
     t: int,
     name: str,
     selection: Selection,
@@ -123,32 +122,6 @@ def record_selection(
     """Write ``selection`` into ``store`` as round ``t``'s selection ``name`` (see :func:`selection_record`)."""
     attrs, arrays = selection_record(selection, store.ids, store.round(t).labeled_positions, request)
     store.write_selection(t, name, attrs, arrays, overwrite=overwrite)
-
-
-def write_batch_csv(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write a recorded selection's batch as ``id,rank,cluster,ood_score,flagged`` (rank from 1).
-
-    ``cluster`` is empty when the strategy did not cluster, ``ood_score`` when there was no score.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
-        rows = zip(
-            arrays["chosen_ids"], arrays["chosen_cluster"], arrays["chosen_score"], arrays["chosen_flagged"],
-            strict=True,
-        )
-        for rank, (item, cluster, score, flag) in enumerate(rows, start=1):
-            writer.writerow(
-                [
-                    str(item),
-                    rank,
-                    "" if cluster < 0 else int(cluster),
-                    "" if np.isnan(score) else f"{float(score):.6g}",
-                    int(flag),
-                ]
-            )
 
 
 @dataclass
@@ -182,8 +155,6 @@ def run_select(
     different request it is an :class:`AloeError` unless ``overwrite``. Under ``torchrun`` (``comm``
     with several ranks) every rank reads its shard and rank 0 alone writes the record and ``out``.
     """
-    from aloe.store import open_store
-
     comm = comm or Comm()
     store = open_store(store_path, mode="r" if comm.sharded else "a")
     t = store.latest_round() if round is None else round

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from aloe.data.sources import ImageSource, build_source, manifest_source
 from aloe.errors import AloeError
-from aloe.loop.batch import read_batch
+from aloe.batchfile import read_batch
 from aloe.loop.labelstudio.images import hosted_url, local_files_url, write_images
 from aloe.loop.labelstudio.tasks import make_tasks
 
