@@ -1,4 +1,4 @@
-"""The ALOE rule (DESIGN.md section 3) and its two halves alone, ``ood`` and ``kmeans``."""
+"""The ALOE rule (Xie et al., TMLR 2025) and its two halves alone, ``ood`` and ``kmeans``."""
 
 from __future__ import annotations
 
@@ -185,7 +185,7 @@ def choose_from_clusters(
 def select_aloe(view: RoundView, budget: int, seed: int, params: SelectParams) -> Selection:
     """ALOE: k-means with a surplus of clusters, then the most-OOD member of the most-OOD clusters.
 
-    Exactly DESIGN.md section 3: ``k = min(n_unlabeled, multiplier * max(B, C))``; clusters ranked by
+    The rule: ``k = min(n_unlabeled, multiplier * max(B, C))``; clusters ranked by
     OOD ratio (ties: higher mean ``o``, then lower cluster id); the top ``B`` each give their
     highest-``o`` unlabeled member; with fewer than ``B`` non-empty clusters the rest of the batch is
     the highest-``o`` unlabeled items not yet taken.

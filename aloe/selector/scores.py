@@ -27,7 +27,7 @@ def gradnorm(features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     ``u`` (Huang et al.'s code uses the cross-entropy to ``u``, which differs by a constant), the
     gradient with respect to ``W`` is ``(softmax(z) - 1/C) h^T``; its entry-wise L1 norm is
     ``||h||_1 * sum_k |softmax(z)_k - 1/C|``, exactly the score Huang et al. compute with autograd.
-    DESIGN.md writes it as ``||h||_1 * sum_k |C softmax(z)_k - 1|``, which is ``C`` times larger:
+    The form ``||h||_1 * sum_k |C softmax(z)_k - 1|`` is ``C`` times larger:
     within a round ``C`` is fixed, so the ranking, the threshold's flags and the batch are the same.
     In-distribution items have large gradient norms, so the score is negated.
     """

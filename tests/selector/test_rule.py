@@ -1,4 +1,4 @@
-"""The ALOE rule exactly as DESIGN.md section 3 states it, checked against a plain re-implementation."""
+"""The ALOE rule exactly as ``select_aloe`` documents it, checked against a plain re-implementation."""
 
 from __future__ import annotations
 
