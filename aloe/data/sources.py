@@ -28,6 +28,7 @@ from aloe.config import StrictModel
 from aloe.data.longtail import longtail_subsample
 from aloe.errors import AloeError
 from aloe.internal.csvfile import read_csv_rows
+from aloe.internal.textfile import read_text
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
@@ -203,7 +204,7 @@ def split_list_source(cfg: SplitListData) -> FileImageSource:
     if not cfg.list_file.is_file():
         raise AloeError(f"{cfg.name}: split list not found: {cfg.list_file}")
     ids, labels = [], []
-    for number, line in enumerate(cfg.list_file.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(cfg.list_file).splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split()

@@ -13,11 +13,12 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from aloe.errors import AloeError
+from aloe.internal.textfile import read_text
 
 COLUMNS = ("id", "label", "round", "source")
 PLAIN_COLUMNS = ("id", "label")
@@ -61,23 +62,25 @@ class Ledger:
         """
         if not self.path.exists():
             return []
-        with self.path.open(newline="") as handle:
-            reader = csv.reader(handle)
-            header = tuple(next(reader, None) or ())
-            if header not in (COLUMNS, PLAIN_COLUMNS):
-                raise AloeError(f"{self.path}: line 1: expected the header {','.join(COLUMNS)}")
-            entries: list[LedgerEntry] = []
-            first_line: dict[str, int] = {}
-            for line, row in enumerate(reader, start=2):
-                if header == PLAIN_COLUMNS and len(row) == len(PLAIN_COLUMNS):
-                    row = [*row, "0", "initial"]
-                entries.append(self._check_row(row, line, entries, first_line))
+        reader = self._rows()
+        header = tuple(next(reader, None) or ())
+        if header not in (COLUMNS, PLAIN_COLUMNS):
+            raise AloeError(f"{self.path}: line 1: expected the header {','.join(COLUMNS)}")
+        entries: list[LedgerEntry] = []
+        first_line: dict[str, int] = {}
+        for line, row in enumerate(reader, start=2):
+            if header == PLAIN_COLUMNS and len(row) == len(PLAIN_COLUMNS):
+                row = [*row, "0", "initial"]
+            entries.append(self._check_row(row, line, entries, first_line))
         return entries
+
+    def _rows(self) -> Iterator[list[str]]:
+        """The file's CSV rows (UTF-8, a byte-order mark dropped; other bytes: :class:`AloeError`)."""
+        return csv.reader(io.StringIO(read_text(self.path), newline=""))
 
     def is_plain(self) -> bool:
         """Whether the file is a plain ``id,label`` CSV (not yet upgraded to the ledger's columns)."""
-        with self.path.open(newline="") as handle:
-            return tuple(next(csv.reader(handle), None) or ()) == PLAIN_COLUMNS
+        return tuple(next(self._rows(), None) or ()) == PLAIN_COLUMNS
 
     def _check_row(
         self, row: list[str], line: int, before: list[LedgerEntry], first_line: dict[str, int]
@@ -146,7 +149,7 @@ class Ledger:
 
     def _write_atomically(self, tail: str, keep_head: bool) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        head = self.path.read_text() if keep_head and self.path.exists() else ""
+        head = read_text(self.path) if keep_head and self.path.exists() else ""
         temporary = self.path.with_name(self.path.name + ".tmp")
         with temporary.open("w", newline="") as handle:
             handle.write(head + tail)

@@ -14,12 +14,14 @@ one line naming the task: nothing is imported from a file that is not clean.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from aloe.errors import AloeError
+from aloe.internal.textfile import read_text
 from aloe.loop.labelstudio.tasks import CHOICES_NAME, ID_KEY, NEW_CLASS_NAME
 
 ANNOTATION_ID_KEY = "annotation_id"
@@ -179,8 +181,8 @@ def read_json_export(path: str | Path) -> tuple[list[Annotation], int]:
     """Annotations from a JSON or JSON-MIN export file, and the number of tasks without one."""
     path = Path(path)
     try:
-        tasks = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        tasks = json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
         raise AloeError(f"{path}: not a readable Label Studio JSON export ({exc})") from None
     return parse_json_export(tasks, str(path))
 
@@ -194,10 +196,9 @@ def read_csv_export(path: str | Path) -> tuple[list[Annotation], int]:
     """Annotations from Label Studio's CSV export, and the number of rows without one."""
     path = Path(path)
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            rows = enumerate(csv.DictReader(handle), start=2)
-            return _split(_from_flat_task(row, _task_id(row, f"line {line}"), True) for line, row in rows)
+        rows = enumerate(csv.DictReader(io.StringIO(read_text(path), newline="")), start=2)
+        return _split(_from_flat_task(row, _task_id(row, f"line {line}"), True) for line, row in rows)
     except ExportError as exc:
         raise AloeError(f"{path}: {exc}") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+    except csv.Error as exc:
         raise AloeError(f"{path}: not a readable Label Studio CSV export ({exc})") from None
