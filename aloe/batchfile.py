@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,37 @@ from aloe.errors import AloeError
 from aloe.internal.csvfile import read_csv_rows
 
 BATCH_COLUMNS = ("id", "rank", "cluster", "ood_score", "flagged")
+HEADER_BYTES = 256
+
+
+def is_batch_file(path: Path) -> bool:
+    """Whether ``path`` is a file whose first line is the batch's header (only that line is read)."""
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline(HEADER_BYTES).decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return tuple(next(csv.reader([first]), None) or ()) == BATCH_COLUMNS
+
+
+def check_batch_out(path: Path) -> None:
+    """Refuse a batch destination that would destroy something; call it before any work.
+
+    A directory, an existing file that is not a batch CSV (a ledger, a labels file, a store, any
+    other data) and a parent that is a file raise :class:`AloeError`. An earlier batch may be replaced.
+    """
+    if path.is_dir():
+        raise AloeError(f"--out {path} is a directory; give the batch CSV's file name, e.g. {path / 'batch.csv'}")
+    if path.exists() and not is_batch_file(path):
+        raise AloeError(
+            f"--out {path} exists and is not a batch CSV from aloe-select (columns {','.join(BATCH_COLUMNS)}); "
+            f"refusing to overwrite it: choose another file name"
+        )
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise AloeError(f"--out {path}: {parent} is a file, not a folder")
+            break
 
 
 def write_batch_csv(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
@@ -18,11 +50,13 @@ def write_batch_csv(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
 
     ``arrays`` are the selection record's ``chosen_ids``, ``chosen_cluster``, ``chosen_score`` and
     ``chosen_flagged``. ``cluster`` is empty when the strategy did not cluster, ``ood_score`` when
-    there was no score.
+    there was no score. ``path`` must pass :func:`check_batch_out`; the file is replaced atomically.
     """
     path = Path(path)
+    check_batch_out(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(BATCH_COLUMNS)
         rows = zip(
@@ -39,6 +73,7 @@ def write_batch_csv(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
                     int(flag),
                 ]
             )
+    os.replace(temporary, path)
 
 
 def read_batch(path: str | Path) -> list[dict[str, str]]:

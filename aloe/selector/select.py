@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from aloe.batchfile import write_batch_csv
+from aloe.batchfile import check_batch_out, write_batch_csv
 from aloe.errors import AloeError
 from aloe.internal.dist import Comm
 from aloe.selector.config import SelectConfig
@@ -154,7 +154,13 @@ def run_select(
     A selection already recorded under ``name`` with the same request is reused (not rerun); with a
     different request it is an :class:`AloeError` unless ``overwrite``. Under ``torchrun`` (``comm``
     with several ranks) every rank reads its shard and rank 0 alone writes the record and ``out``.
+    An ``out`` that is a directory, lies inside the store or is an existing file other than a batch
+    CSV is refused before anything is selected or recorded.
     """
+    out = Path(out)
+    check_batch_out(out)
+    if out.resolve().is_relative_to(Path(store_path).resolve()):
+        raise AloeError(f"--out {out} lies inside the store {store_path}; write the batch elsewhere")
     comm = comm or Comm()
     store = open_store(store_path, mode="r" if comm.sharded else "a")
     t = store.latest_round() if round is None else round
