@@ -14,6 +14,7 @@ file cannot be read; the pool pass skips such items). Build one from a config wi
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable
@@ -164,22 +165,58 @@ def folder_source(root: Path) -> FileImageSource:
     return FileImageSource(f"folder:{root.name}", ids, files, labels, {"root": str(root)})
 
 
+def cifar100_checksums() -> dict[str, str]:
+    """torchvision's known MD5 of each CIFAR-100 (python version) file: ``{file name: md5}``."""
+    from torchvision.datasets import CIFAR100
+
+    listed = [*CIFAR100.train_list, *CIFAR100.test_list, [CIFAR100.meta["filename"], CIFAR100.meta["md5"]]]
+    return {name: md5 for name, md5 in listed}
+
+
+def file_md5(path: Path) -> str:
+    """The MD5 of a file, read in blocks."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_cifar100(folder: Path) -> None:
+    """Check every CIFAR-100 file under ``folder`` against its known MD5 before anything unpickles it.
+
+    The files are pickles: a planted or damaged one could run code when loaded, so a mismatch is an
+    :class:`AloeError` and the file is never opened by :mod:`pickle`.
+    """
+    for name, expected in cifar100_checksums().items():
+        path = folder / name
+        if not path.is_file():
+            raise AloeError(f"CIFAR-100 not found under {folder.parent} (no {path}); set download: true to fetch it")
+        found = file_md5(path)
+        if found != expected:
+            raise AloeError(
+                f"{path}: MD5 {found} is not CIFAR-100's {expected}; refusing to unpickle it "
+                f"(delete the folder and set download: true to fetch a verified copy)"
+            )
+
+
 def _cifar100(root: Path, train: bool, download: bool):
     from torchvision.datasets import CIFAR100
 
-    class LocalCIFAR100(CIFAR100):
-        """torchvision's CIFAR-100; checksums are checked on download, a local copy is trusted."""
+    class VerifiedCIFAR100(CIFAR100):
+        """torchvision's CIFAR-100 reading files that :func:`verify_cifar100` has just checked."""
 
         train_list = [[name, None] for name, _ in CIFAR100.train_list]
         test_list = [[name, None] for name, _ in CIFAR100.test_list]
         meta = {**CIFAR100.meta, "md5": None}
 
-    dataset_class = CIFAR100 if download else LocalCIFAR100
-    try:
-        return dataset_class(str(root), train=train, download=download)
-    except (RuntimeError, OSError) as exc:
-        hint = "the download failed" if download else "set download: true to fetch it"
-        raise AloeError(f"CIFAR-100 not found under {root} ({exc}); {hint}") from None
+    if download:
+        try:
+            CIFAR100(str(root), train=train, download=True)
+        except (RuntimeError, OSError) as exc:
+            raise AloeError(f"CIFAR-100 download into {root} failed ({exc})") from None
+    verify_cifar100(root / CIFAR100.base_folder)
+    return VerifiedCIFAR100(str(root), train=train, download=False)
 
 
 def cifar100_source(cfg: Cifar100Data) -> ArrayImageSource:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from collections import Counter
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from aloe.data import sources
 from aloe.data.longtail import longtail_counts
 from aloe.data.sources import (
     Cifar100Data,
@@ -67,8 +69,17 @@ def test_folder_labels_come_from_subfolders(tmp_path):
     assert source.ids == ["cat/1.png", "dog/2.jpg"] and source.labels == ["cat", "dog"]
 
 
-def _write_cifar100(root: Path, per_class: int, seed: int = 0) -> np.ndarray:
-    """A CIFAR-100 python-format folder with ``per_class`` train images per class (shuffled)."""
+@pytest.fixture
+def trust_written(monkeypatch):
+    """Make the files a test writes the known CIFAR-100 checksums (the real loader then reads them)."""
+    known: dict[str, str] = {}
+    monkeypatch.setattr(sources, "cifar100_checksums", lambda: known)
+    return known
+
+
+def _write_cifar100(root: Path, per_class: int, seed: int = 0, known: dict[str, str] | None = None) -> np.ndarray:
+    """A CIFAR-100 python-format folder with ``per_class`` train images per class (shuffled);
+    the files' MD5s go into ``known``."""
     rng = np.random.default_rng(seed)
     folder = root / "cifar-100-python"
     folder.mkdir(parents=True)
@@ -79,11 +90,13 @@ def _write_cifar100(root: Path, per_class: int, seed: int = 0) -> np.ndarray:
             pickle.dump({"data": pixels, "fine_labels": labels.tolist()}, handle)
     with (folder / "meta").open("wb") as handle:
         pickle.dump({"fine_label_names": [f"name{i:02d}" for i in range(100)]}, handle)
+    if known is not None:
+        known.update({name: sources.file_md5(folder / name) for name in ("train", "test", "meta")})
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
 
 
-def test_cifar100_lt_counts_match_the_formula_exactly(tmp_path):
-    pixels = _write_cifar100(tmp_path, per_class=12)
+def test_cifar100_lt_counts_match_the_formula_exactly(tmp_path, trust_written):
+    pixels = _write_cifar100(tmp_path, per_class=12, known=trust_written)
     cfg = Cifar100Data(kind="cifar100", root=tmp_path, longtail=LongTail(n0=10, alpha=0.1, seed=4))
     source = build_source(cfg)
     counts = Counter(source.labels)
@@ -96,14 +109,44 @@ def test_cifar100_lt_counts_match_the_formula_exactly(tmp_path):
     assert other.ids != source.ids
 
 
-def test_cifar100_full_and_missing(tmp_path):
-    _write_cifar100(tmp_path, per_class=2)
+def test_cifar100_full_and_missing(tmp_path, trust_written):
+    _write_cifar100(tmp_path, per_class=2, known=trust_written)
     full = build_source(Cifar100Data(kind="cifar100", root=tmp_path))
     assert len(full) == 200 and full.ids[0] == "cifar100-train-000"
     test = build_source(Cifar100Data(kind="cifar100", root=tmp_path, split="test"))
     assert len(test) == 10
     with pytest.raises(AloeError, match="download: true"):
         build_source(Cifar100Data(kind="cifar100", root=tmp_path / "absent"))
+
+
+class _RunsCode:
+    """Unpickling this creates the folder ``marker``: proof that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
+
+
+def test_planted_cifar100_file_is_refused_before_unpickling(tmp_path, capsys):
+    _write_cifar100(tmp_path, per_class=1)  # real loader, torchvision's real checksums
+    marker = tmp_path / "code-ran"
+    with (tmp_path / "cifar-100-python" / "train").open("wb") as handle:
+        pickle.dump({"data": _RunsCode(marker), "fine_labels": []}, handle)
+    with pytest.raises(AloeError, match=r"train: MD5 [0-9a-f]{32} is not CIFAR-100's 16019d7e.*refusing to unpickle"):
+        build_source(Cifar100Data(kind="cifar100", root=tmp_path))
+    assert not marker.exists()
+    pickle.loads(pickle.dumps(_RunsCode(marker)))  # the planted object does run code when unpickled
+    assert marker.is_dir()
+
+
+def test_damaged_cifar100_file_is_refused(tmp_path, trust_written):
+    _write_cifar100(tmp_path, per_class=1, known=trust_written)
+    meta = tmp_path / "cifar-100-python" / "meta"
+    meta.write_bytes(meta.read_bytes()[:-5])
+    with pytest.raises(AloeError, match="meta: MD5 .* refusing to unpickle"):
+        build_source(Cifar100Data(kind="cifar100", root=tmp_path, split="test"))
 
 
 def test_split_list_paths_under_root(tmp_path):
