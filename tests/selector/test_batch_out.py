@@ -23,7 +23,7 @@ def run_dir(tmp_path_factory):
     labeled = {pool.ids[p]: pool.class_names[pool.labels[p]] for p in range(0, len(pool.ids), 7)}
     (root / "labels.csv").write_text("id,label\n" + "".join(f"{i},{c}\n" for i, c in labeled.items()))
     Ledger(root / "ledger.csv").append(labeled, 0, "initial")
-    assert embed_from_features(root / "pool.npz", root / "labels.csv", root / "pool.zarr", epochs=5) == 0
+    assert embed_from_features(root / "pool.npz", root / "labels.csv", root / "pool.zarr") == 0
     return root
 
 
