@@ -1,4 +1,4 @@
-"""Reading and validating ``id,label`` files, and turning labels into class indices."""
+"""Reading and validating ``id,label`` files, pool ids that labels can name, and the labeled set."""
 
 from __future__ import annotations
 
@@ -44,6 +44,20 @@ def read_labels(path: str | Path) -> dict[str, str]:
     if conflicts:
         raise AloeError(f"{path}: ids with two different labels: {_first_few(conflicts)}")
     return labels
+
+
+def check_pool_ids(ids: Iterable[str], source: str) -> None:
+    """Refuse pool ids that no labels file can name: empty, or with leading or trailing whitespace.
+
+    Labels files, answers and ledgers strip their fields, so such an item could never be labeled.
+    Raises :class:`AloeError` naming the first few.
+    """
+    bad = [item for item in ids if not item or item != item.strip()]
+    if bad:
+        raise AloeError(
+            f"{source}: {len(bad)} ids are empty or start or end with whitespace, which labels files "
+            f"cannot name: {_first_few(bad)}; strip them when making the pool"
+        )
 
 
 def check_known_ids(labels: dict[str, str], pool_ids: Iterable[str], source: str) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from aloe.errors import AloeError
+from aloe.labels import check_pool_ids
 
 READ_BYTES = 1 << 22
 
@@ -42,8 +43,11 @@ def read_npz(path: str | Path, keys: tuple[str, ...] | None = None) -> dict[str,
 
 
 def npz_ids(path: str | Path) -> np.ndarray:
-    """Only the ``ids`` of an npz, as str (:func:`load_features_npz` checks them with the features)."""
-    return read_npz(path, ("ids",))["ids"].astype(str)
+    """Only the ``ids`` of an npz, as str (:func:`load_features_npz` checks them with the features);
+    :class:`AloeError` for ids that labels could not name (see :func:`aloe.labels.check_pool_ids`)."""
+    ids = read_npz(path, ("ids",))["ids"].astype(str)
+    check_pool_ids(ids.tolist(), str(path))
+    return ids
 
 
 def load_features_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -55,6 +59,7 @@ def load_features_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise AloeError(f"{path}: need ids (N,) and features (N, D), got {shapes}")
     if len(np.unique(ids)) != len(ids):
         raise AloeError(f"{path}: ids are not unique")
+    check_pool_ids(ids.tolist(), str(path))
     bad = ~np.isfinite(features).all(axis=1)
     if bad.any():
         first = int(np.argmax(bad))

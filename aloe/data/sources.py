@@ -31,6 +31,7 @@ from aloe.errors import AloeError
 from aloe.internal.csvfile import read_csv_rows
 from aloe.internal.extras import import_demo_package
 from aloe.internal.textfile import read_text
+from aloe.labels import check_pool_ids
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
@@ -39,6 +40,7 @@ class ImageSource(ABC):
     """A pool of images with stable string ids and optional ground-truth labels."""
 
     def __init__(self, name: str, ids: list[str], labels: list[str] | None, meta: dict[str, Any]):
+        check_pool_ids(ids, name)
         dupes = [item for item, count in Counter(ids).items() if count > 1]
         if dupes:
             raise AloeError(f"{name}: duplicate ids: {', '.join(map(repr, dupes[:3]))}")

@@ -18,6 +18,7 @@ import numpy as np
 
 from aloe.data.npz import npz_digest, read_npz
 from aloe.errors import AloeError
+from aloe.labels import check_pool_ids
 
 TEST_FRACTION = 0.2
 
@@ -108,6 +109,7 @@ def make_oracle_pool(
         raise AloeError(f"{source}: need ids and labels of shape (N,), got {ids.shape} and {labels.shape}")
     if len(np.unique(ids)) != len(ids):
         raise AloeError(f"{source}: ids are not unique")
+    check_pool_ids(ids.tolist(), source)
     features = _check_features("features", features, len(ids), source)
     if (test_features is None) != (test_labels is None):
         raise AloeError(f"{source}: give both test_features and test_labels, or neither")
