@@ -10,7 +10,7 @@ import pytest
 
 from aloe.embedder.cli import command as embed_command
 from aloe.internal.cli import run_cli
-from aloe.loop.cli import labels_group
+from aloe.loop.labels_cli import labels_group
 from aloe.loop.ledger import Ledger
 from aloe.store import open_store
 
