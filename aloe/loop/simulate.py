@@ -37,10 +37,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
+from aloe.batchfile import write_batch_csv
 from aloe.config import StrictModel
 from aloe.embedder.head import LinearHeadConfig, fit_linear_head, head_logits
 from aloe.embedder.linear_round import ArrayFeatures, write_head_round
-from aloe.batchfile import write_batch_csv
 from aloe.errors import AloeError
 from aloe.labels import LabeledSet
 from aloe.loop.ledger import Ledger
@@ -52,7 +52,7 @@ from aloe.loop.workers import run_in_workers, torch_threads
 from aloe.selector.clustering import FewPointsPerClusterWarning
 from aloe.selector.config import SelectConfig, SelectParams, check_strategies
 from aloe.selector.select import default_name, request_of, selection_record
-from aloe.selector.strategies import STRATEGIES, run_strategy
+from aloe.selector.strategies import run_strategy
 from aloe.selector.view import RoundView
 from aloe.store import create_store, open_store
 
