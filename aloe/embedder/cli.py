@@ -94,6 +94,7 @@ def command(config_path, store_path, labels_path, round_, mode, device, seed, fe
             t = embed_from_features(features_path, labels_path, store_path, round=round_, comm=comm)
             if comm.is_root:
                 click.echo(f"round {t} written to {store_path} from {features_path} (linear head){ranks}")
+                _note_dtype(store_path, t)
             return
         from aloe.embedder.round import embed_round
 
@@ -101,6 +102,18 @@ def command(config_path, store_path, labels_path, round_, mode, device, seed, fe
         summary = embed_round(cfg, store_path, labels_path, t=round_, quiet=quiet or not comm.is_root, comm=comm)
         if comm.is_root:
             _report(summary, store_path)
+
+
+def _note_dtype(store_path: Path, t: int) -> None:
+    """Say so when a round's features are stored as float32 because they overflow float16."""
+    from aloe.store import open_store
+
+    reader = open_store(store_path).round(t)
+    try:
+        if reader.attrs.get("feature_dtype") == "float32":
+            click.echo("note: the features exceed the float16 range, so they are stored as float32", err=True)
+    finally:
+        reader.close()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from aloe.data.npz import load_features_npz, npz_digest, npz_ids
+from aloe.data.npz import load_features_npz, npz_digest
 from aloe.embedder.head import LinearHeadConfig, head_logits, train_linear_head
 from aloe.embedder.sharded import open_shard_writer, open_store_on_ranks, publish_shards, run_agreed
 from aloe.errors import AloeError
@@ -28,6 +28,7 @@ from aloe.internal.arrays import BLOCK_ROWS
 from aloe.internal.dist import Comm
 from aloe.labels import LabeledSet, check_known_ids, read_labels
 from aloe.store.store import DEFAULT_CHUNK_ROWS
+from aloe.store.writer import fits
 
 
 class FeatureSource(Protocol):
@@ -177,12 +178,18 @@ def write_head_round(
     publish_shards(comm, writer)
 
 
+def storage_dtype(features: np.ndarray) -> str:
+    """``float16`` (half the disk) when every feature fits in it, else ``float32``."""
+    return "float16" if fits(features, "float16") else "float32"
+
+
 def import_features_npz(store: Any, npz_path: str | Path) -> Any:
     """Put an npz's features into a store's feature cache (once) and return the cache reader.
 
     ``store`` is an open writable store or the path of one. The cache key is ``npz-<content hash>``,
-    so importing the same file again reuses the cache. Raises :class:`AloeError` when the npz's ids
-    differ from the store's pool.
+    so importing the same file again reuses the cache, and an import killed mid-way resumes. The
+    features are stored as float16 when they fit, else as float32 (:func:`storage_dtype`). Raises
+    :class:`AloeError` when the npz's ids differ from the store's pool.
     """
     if isinstance(store, (str, Path)):
         from aloe.store import open_store
@@ -195,8 +202,9 @@ def import_features_npz(store: Any, npz_path: str | Path) -> Any:
     ids, features = load_features_npz(npz_path)
     if len(ids) != store.n_items or not np.array_equal(ids, np.asarray(store.ids).astype(str)):
         raise AloeError(f"{npz_path}: its ids are not the store's pool ids (in the same order)")
-    writer = store.begin_cache(key, feature_dim=features.shape[1], meta={"source": str(npz_path)})
-    for start in range(0, len(features), BLOCK_ROWS):
+    writer = store.begin_cache(key, feature_dim=features.shape[1], meta={"source": str(npz_path)},
+                               feature_dtype=storage_dtype(features))
+    for start in range(writer.rows_done, len(features), BLOCK_ROWS):  # a resumed import
         writer.write(features[start : start + BLOCK_ROWS])
     writer.commit()
     return store.cached_features(key)
@@ -238,8 +246,8 @@ def embed_from_features(
     def open_here() -> Any:
         if store_path.exists():
             store = open_store(store_path, mode="a")
-        else:
-            ids = npz_ids(npz_path)
+        else:  # check the whole input first: a failed first run must not leave an empty store behind
+            ids, _ = load_features_npz(npz_path)
             check_known_ids(labels, ids, str(labels_csv))
             store = create_store(store_path, ids, meta={"source": "features", "npz": Path(npz_path).name})
         check_known_ids(labels, store.ids, str(labels_csv))
@@ -258,6 +266,7 @@ def embed_from_features(
         head=head,
         provenance={"source": "features", "npz": str(npz_path), "npz_sha256_16": npz_digest(npz_path),
                     "ranks": comm.world},
+        feature_dtype=cache.attrs.get("feature_dtype", "float16"),
         comm=comm,
     )
     return round

@@ -13,6 +13,23 @@ from typing import Any
 
 import numpy as np
 
+from aloe.errors import AloeError
+
+
+class DamagedNode(AloeError):
+    """A node on disk that cannot be read back as written (missing, truncated or garbled files)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path} is damaged: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line account of a storage library's exception."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
 
 class NodeWriter(abc.ABC):
     """A node being written."""
@@ -41,7 +58,7 @@ class NodeWriter(abc.ABC):
 
 
 class NodeReader(abc.ABC):
-    """A published node opened read-only."""
+    """A published node opened read-only; unreadable content raises :class:`DamagedNode`."""
 
     @abc.abstractmethod
     def attrs(self) -> dict[str, Any]:
@@ -86,7 +103,7 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def list_nodes(self, root: Path, *parts: str) -> list[str]:
-        """Names of the published nodes directly under ``parts``."""
+        """Names of the published nodes directly under ``parts`` (damaged ones included)."""
 
     @abc.abstractmethod
     def list_staged(self, root: Path) -> list[tuple[str, ...]]:
@@ -102,7 +119,7 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def open_node(self, path: Path) -> NodeReader:
-        """Open a node read-only; raise ``OSError`` (or ``KeyError``) if it is not one."""
+        """Open a node read-only; :class:`DamagedNode` if it is missing or unreadable."""
 
     @abc.abstractmethod
     def prepare_parent(self, root: Path, *parts: str) -> None:

@@ -2,19 +2,22 @@
 
 One file per node keeps HDF5's weak spots away from the data: a writer killed mid-round can only
 damage its own staged file (never ``path.h5`` or a published round), and readers never meet
-HDF5's file lock because no file is written after it is published.
+HDF5's file lock because no file is written after it is published. Chunked datasets carry
+HDF5's Fletcher-32 checksum, so a garbled chunk is an error, not a silent wrong value.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from aloe.store.backend import Backend, NodeReader, NodeWriter
+from aloe.store.backend import Backend, DamagedNode, NodeReader, NodeWriter, describe
 from aloe.store.schema import ATTRS_KEY
 
 SUFFIX = ".h5"
@@ -30,10 +33,11 @@ class Hdf5NodeWriter(NodeWriter):
     def create_array(self, name, shape, dtype, chunk_rows=None):
         string = dtype is str
         chunks = None
-        if chunk_rows and shape[0] and not string:
+        if chunk_rows and all(shape) and not string:  # HDF5 chunks need every dimension > 0
             chunks = (min(chunk_rows, shape[0]),) + tuple(shape[1:])
         self._file.create_dataset(
-            name, shape=shape, dtype=h5py.string_dtype() if string else dtype, chunks=chunks
+            name, shape=shape, dtype=h5py.string_dtype() if string else dtype, chunks=chunks,
+            fletcher32=chunks is not None,
         )
 
     def write_rows(self, name, start, block):
@@ -52,23 +56,39 @@ class Hdf5NodeWriter(NodeWriter):
 
 
 class Hdf5NodeReader(NodeReader):
-    """Reads datasets of one HDF5 file."""
+    """Reads datasets of one HDF5 file; unreadable content is :class:`DamagedNode`."""
 
-    def __init__(self, handle: h5py.File) -> None:
+    def __init__(self, handle: h5py.File, path: Path) -> None:
         self._file = handle
+        self._path = path
+
+    @contextmanager
+    def _guard(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except DamagedNode:
+            raise
+        except Exception as exc:  # h5py raises OSError, KeyError, ValueError... for bad bytes
+            raise DamagedNode(self._path, f"{what}: {describe(exc)}") from None
 
     def attrs(self) -> dict[str, Any]:
-        raw = self._file.attrs.get(ATTRS_KEY)
-        return json.loads(raw) if raw is not None else {}
+        with self._guard("attributes"):
+            raw = self._file.attrs.get(ATTRS_KEY)
+            attrs = json.loads(raw) if raw is not None else {}
+        if not isinstance(attrs, dict):
+            raise DamagedNode(self._path, "attributes are not a mapping")
+        return attrs
 
     def array_names(self) -> list[str]:
-        return sorted(self._file.keys())
+        with self._guard("array list"):
+            return sorted(self._file.keys())
 
     def info(self, name):
-        data = self._file[name]
-        string = h5py.check_string_dtype(data.dtype) is not None
-        rows = data.chunks[0] if data.chunks else max(1, data.shape[0])
-        return tuple(data.shape), np.dtype(str) if string else data.dtype, rows
+        with self._guard(f"array '{name}'"):
+            data = self._file[name]
+            string = h5py.check_string_dtype(data.dtype) is not None
+            rows = data.chunks[0] if data.chunks else max(1, data.shape[0])
+            return tuple(data.shape), np.dtype(str) if string else data.dtype, rows
 
     def _decode(self, name: str, values: np.ndarray) -> np.ndarray:
         if h5py.check_string_dtype(self._file[name].dtype) is not None:
@@ -76,10 +96,12 @@ class Hdf5NodeReader(NodeReader):
         return values
 
     def read(self, name, start=0, stop=None):
-        return self._decode(name, self._file[name][start:stop])
+        with self._guard(f"array '{name}'"):
+            return self._decode(name, self._file[name][start:stop])
 
     def gather(self, name, rows):
-        return self._decode(name, self._file[name][np.asarray(rows)])
+        with self._guard(f"array '{name}'"):
+            return self._decode(name, self._file[name][np.asarray(rows)])
 
     def close(self):
         self._file.close()
@@ -123,7 +145,12 @@ class Hdf5Backend(Backend):
         return Hdf5NodeWriter(h5py.File(path, "r+"))
 
     def open_node(self, path: Path) -> NodeReader:
-        return Hdf5NodeReader(h5py.File(path, "r"))
+        if not path.is_file():
+            raise DamagedNode(path, "the file is missing")
+        try:
+            return Hdf5NodeReader(h5py.File(path, "r"), path)
+        except Exception as exc:  # truncated or garbage files: OSError from HDF5
+            raise DamagedNode(path, f"not a readable HDF5 file ({describe(exc)})") from None
 
     def prepare_parent(self, root: Path, *parts: str) -> None:
         self.node_path(root, *parts).parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,8 @@ from aloe.internal.arrays import cast
 from aloe.store.backend import NodeReader
 from aloe.store.schema import ROUND_ARRAYS
 
+VERIFY_BLOCK_BYTES = 64 << 20  # :meth:`RowReader.verify` reads about this much at a time
+
 
 class RowReader:
     """Row-wise access to a node's ``features`` (and any other N-row arrays), as float32."""
@@ -86,6 +88,25 @@ class RowReader:
         for first in range(start, stop, step):
             values = self._node.read("features", first, min(first + step, stop))
             yield first, cast(values, dtype or values.dtype)
+
+    def stored_dtype(self, name: str = "features") -> np.dtype:
+        """The dtype array ``name`` is stored in (features: float16 by default)."""
+        return self._require(name)[1]
+
+    def verify(self) -> None:
+        """Read every array of the node in full, a block at a time: :class:`AloeError` when a chunk
+        is missing, truncated or fails its checksum, or floats hold NaN or inf."""
+        for name in sorted(self._names):
+            shape, dtype, chunk_rows = self._require(name)
+            if not shape:
+                self._node.read(name)
+                continue
+            row_bytes = max(1, int(np.prod(shape[1:], dtype=np.int64)) * max(1, dtype.itemsize))
+            step = max(chunk_rows, VERIFY_BLOCK_BYTES // row_bytes // chunk_rows * chunk_rows)
+            for start in range(0, shape[0], step):
+                values = self._node.read(name, start, min(start + step, shape[0]))
+                if values.dtype.kind == "f" and not np.isfinite(values).all():
+                    raise AloeError(f"{self.label}: {name} holds NaN or inf (rows {start}..)")
 
     def close(self) -> None:
         """Release the node's file handles."""

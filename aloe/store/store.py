@@ -5,6 +5,8 @@ Reading goes through :mod:`aloe.store.readers`, writing through :mod:`aloe.store
 
 from __future__ import annotations
 
+import os
+import secrets
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -14,7 +16,7 @@ import numpy as np
 
 from aloe import __version__
 from aloe.errors import AloeError
-from aloe.store.backend import Backend
+from aloe.store.backend import Backend, DamagedNode
 from aloe.store.hdf5_backend import Hdf5Backend
 from aloe.store.readers import RoundReader, RowReader
 from aloe.store.schema import (
@@ -29,7 +31,15 @@ from aloe.store.schema import (
     parse_round_name,
     round_name,
 )
-from aloe.store.writer import StagedWriter, remove_path, staged_progress_files, staged_node, write_arrays
+from aloe.store.writer import (
+    StagedWriter,
+    aside_path,
+    recover_replace,
+    remove_path,
+    staged_node,
+    staged_progress_files,
+    write_arrays,
+)
 from aloe.store.zarr_backend import ZarrBackend
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (ZarrBackend(), Hdf5Backend())}
@@ -63,13 +73,15 @@ class Store:
         self.writable = writable
         try:
             root = backend.open_node(path)
-        except (OSError, KeyError, ValueError) as exc:
-            raise AloeError(f"{path}: not an aloe store ({type(exc).__name__})") from None
+        except DamagedNode as exc:
+            raise AloeError(f"{path}: not an aloe store ({exc.reason})") from None
         try:
             attrs = root.attrs()
             if attrs.get("kind") != STORE_KIND:
                 raise AloeError(f"{path}: not an aloe store (no '{STORE_KIND}' marker)")
-            version = int(attrs.get("schema_version", 0))
+            version = attrs.get("schema_version")
+            if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+                raise DamagedNode(path, f"schema_version {version!r} is not a version number")
             if version > SCHEMA_VERSION:
                 raise AloeError(
                     f"{path}: schema version {version} is newer than this aloe reads "
@@ -84,8 +96,12 @@ class Store:
         self.schema_version = version
         self.fingerprint: str = attrs.get("fingerprint", "")
         if len(self.ids) != attrs.get("n_items") or fingerprint(self.ids) != self.fingerprint:
-            raise AloeError(f"{path}: the pool ids do not match the store's fingerprint")
+            raise DamagedNode(path, "the pool ids do not match the store's fingerprint")
         self._positions: dict[str, int] | None = None
+        if writable:
+            for t, name in self._replaced_selections():
+                parts = (SELECTIONS, round_name(t), name)
+                recover_replace(self.backend.staging_path(path, *parts), self.backend.node_path(path, *parts))
 
     @property
     def n_items(self) -> int:
@@ -117,7 +133,12 @@ class Store:
     def incomplete_rounds(self) -> list[int]:
         """Rounds that a writer began but did not commit (it crashed, or is still writing)."""
         staged = self.backend.list_staged(self.path)
-        return sorted(int(parts[1]) for parts in staged if parts[0] == ROUNDS)
+        return sorted(int(parts[1]) for parts in staged if parts[0] == ROUNDS and parts[1].isdigit())
+
+    def incomplete_caches(self) -> list[str]:
+        """Feature caches that a writer began but did not commit."""
+        staged = self.backend.list_staged(self.path)
+        return sorted(parts[1] for parts in staged if parts[0] == CACHE and len(parts) == 2)
 
     def latest_round(self) -> int:
         """The newest complete round; :class:`AloeError` when there is none."""
@@ -179,6 +200,7 @@ class Store:
             raise AloeError(f"labeled positions out of range 0..{self.n_items - 1}")
         if classes.size and (classes.min() < 0 or classes.max() >= len(class_names)):
             raise AloeError(f"labeled class indices out of range 0..{len(class_names) - 1}")
+        self._check_feature_dim(t, feature_dim)
         attrs = {
             "t": t,
             "class_names": list(class_names),
@@ -201,6 +223,23 @@ class Store:
             join=join,
         )
 
+    def _check_feature_dim(self, t: int, feature_dim: int) -> None:
+        """One feature space per store: round ``t`` must have the width of the round before it."""
+        earlier = [r for r in self.rounds() if r < t]
+        if not earlier:
+            return
+        reader = self.round(earlier[-1])
+        try:
+            width = reader.feature_dim
+        finally:
+            reader.close()
+        if width != feature_dim:
+            raise AloeError(
+                f"{self.path}: round {t} would have {feature_dim}-wide features but round "
+                f"{earlier[-1]} has {width}; a store holds one feature space (use a new store "
+                "for a different backbone)"
+            )
+
     def discard_incomplete(self, t: int) -> None:
         """Remove the staged leftovers of round ``t`` (what a crashed writer left)."""
         self._need_writable()
@@ -213,7 +252,31 @@ class Store:
 
     def selections(self, t: int) -> list[str]:
         """Names of the selections recorded for round ``t``."""
-        return self.backend.list_nodes(self.path, SELECTIONS, round_name(t))
+        names = set(self.backend.list_nodes(self.path, SELECTIONS, round_name(t)))
+        names.update(name for r, name in self._replaced_selections() if r == t)
+        return sorted(names)
+
+    def _replaced_selections(self) -> list[tuple[int, str]]:
+        """``(t, name)`` of selections whose ``--overwrite`` stopped between its two renames."""
+        pattern = aside_path(self.backend.staging_path(self.path, SELECTIONS, "@", "*"))
+        prefix, suffix = pattern.name.split("*")
+        head, tail = prefix.split("@")
+        found = []
+        for path in pattern.parent.glob(pattern.name.replace("@", "*")):
+            middle = path.name[len(head) : len(path.name) - len(suffix)]
+            t, _, name = middle.partition(tail)
+            if t.isdigit() and name:
+                found.append((int(t), name))
+        return found
+
+    def _selection_path(self, t: int, name: str) -> Path:
+        """Where selection ``name`` of round ``t`` lives, also mid-``--overwrite`` (read-only)."""
+        parts = (SELECTIONS, round_name(t), name)
+        target = self.backend.node_path(self.path, *parts)
+        staging = self.backend.staging_path(self.path, *parts)
+        if target.exists() or not aside_path(staging).exists():
+            return target
+        return staging if staging.exists() else aside_path(staging)
 
     def write_selection(
         self,
@@ -230,10 +293,11 @@ class Store:
             self.round(t)  # raises the precise error
         parts = (SELECTIONS, round_name(t), name)
         target = self.backend.node_path(self.path, *parts)
+        staging = self.backend.staging_path(self.path, *parts)
+        recover_replace(staging, target)
         if target.exists() and not overwrite:
             raise AloeError(f"round {t} already has a selection named {name!r} (use --overwrite or a new --name)")
         self.backend.prepare_parent(self.path, *parts)
-        staging = self.backend.staging_path(self.path, *parts)
         with staged_node(self.backend, staging, target, replace=overwrite) as node:
             write_arrays(node, arrays)
             node.set_attrs({**attrs, "t": t, "name": name, "recorded_at": time.time()})
@@ -243,7 +307,7 @@ class Store:
         if name not in self.selections(t):
             known = ", ".join(self.selections(t)) or "none"
             raise AloeError(f"{self.path}: round {t} has no selection {name!r} (recorded: {known})")
-        node = self.backend.open_node(self.backend.node_path(self.path, SELECTIONS, round_name(t), name))
+        node = self.backend.open_node(self._selection_path(t, name))
         try:
             return node.attrs(), {key: node.read(key) for key in node.array_names()}
         finally:
@@ -308,6 +372,24 @@ def _disk_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def _remove_dead_creations(path: Path) -> None:
+    """Remove what killed :func:`create_store` calls left beside ``path`` (their process is gone)."""
+    for leftover in path.parent.glob(f"{path.name}.creating-*"):
+        pid = leftover.name.rsplit("-", 2)[-2]
+        if pid.isdigit() and not _alive(int(pid)):
+            remove_path(leftover)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def create_store(
     path: str | Path,
     ids: Sequence[str] | np.ndarray,
@@ -324,20 +406,27 @@ def create_store(
         raise AloeError("pool ids must be unique")
     if any(p.exists() for p in chosen.disk_paths(path)):
         raise AloeError(f"{path} already exists")
-    staging = path.with_name(path.name + ".creating")
-    with staged_node(chosen, staging, path) as node:
-        node.create_array("ids", ids.shape, str, chunk_rows=65536)
-        node.write_rows("ids", 0, ids)
-        node.set_attrs(
-            {
-                "kind": STORE_KIND,
-                "schema_version": SCHEMA_VERSION,
-                "n_items": len(ids),
-                "fingerprint": fingerprint(ids),
-                "meta": dict(meta or {}),
-                "created_by": f"aloe-al {__version__}",
-            }
-        )
+    _remove_dead_creations(path)
+    staging = path.with_name(f"{path.name}.creating-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        with staged_node(chosen, staging, path) as node:
+            node.create_array("ids", ids.shape, str, chunk_rows=65536)
+            node.write_rows("ids", 0, ids)
+            node.set_attrs(
+                {
+                    "kind": STORE_KIND,
+                    "schema_version": SCHEMA_VERSION,
+                    "n_items": len(ids),
+                    "fingerprint": fingerprint(ids),
+                    "meta": dict(meta or {}),
+                    "created_by": f"aloe-al {__version__}",
+                }
+            )
+    except FileExistsError:  # another process created it first: use theirs if it is this pool
+        store = Store(path, chosen, writable=True)
+        if store.fingerprint != fingerprint(ids):
+            raise AloeError(f"{path} was just created by another process for a different pool") from None
+        return store
     return Store(path, chosen, writable=True)
 
 

@@ -8,6 +8,7 @@ reader sees a whole node or none. Small nodes written in one go (the store root,
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -128,6 +129,30 @@ def write_arrays(node: NodeWriter, arrays: dict[str, np.ndarray]) -> None:
             node.write_rows(key, 0, values)
 
 
+_HELD_LOCKS: dict[Path, int] = {}  # lock file -> descriptor, for the staged nodes this process writes
+
+
+def fits(values: np.ndarray, dtype: Any) -> bool:
+    """Whether the finite ``values`` stay finite in ``dtype`` (1e5 does not in float16)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f" or values.dtype.kind != "f" or values.size == 0:
+        return True
+    finite = values if np.isfinite(values).all() else values[np.isfinite(values)]
+    return finite.size == 0 or max(float(finite.max()), -float(finite.min())) <= float(np.finfo(dtype).max)
+
+
+def check_representable(name: str, values: np.ndarray, dtype: Any) -> None:
+    """:class:`AloeError` naming the largest value when finite ``values`` overflow ``dtype``."""
+    if not fits(values, dtype):
+        finite = values[np.isfinite(values)]
+        largest = max(float(finite.max()), -float(finite.min()))
+        limit = float(np.finfo(np.dtype(dtype)).max)
+        raise AloeError(
+            f"{name} reach {largest:.3g}, beyond the {np.dtype(dtype).name} range (+-{limit:.6g}): "
+            "rescale them or store them as float32"
+        )
+
+
 def progress_path(staging: Path, rows: tuple[int, int] | None = None) -> Path:
     """Where a :class:`StagedWriter` of the whole node (or of rows ``[a, b)``) records how far it got."""
     suffix = "" if rows is None else f".{rows[0]}-{rows[1]}"
@@ -218,6 +243,7 @@ class StagedWriter:
         self._signature = self._sign(row_arrays, static_arrays, chunk_rows, resume_token)
         self._pending: list[list[np.ndarray]] = [[] for _ in row_arrays]
         self._pending_rows = 0
+        self._lock = None if join else self._take_lock()
         self._durable = self._try_resume() if resume or join else None
         if self._durable is None:
             if join:
@@ -227,6 +253,30 @@ class StagedWriter:
             self._durable = self.row_range[0]
             self._save_progress()
         self.resumed_from = self._durable
+
+    def _take_lock(self) -> Path:
+        """Hold ``<staging>.lock`` while writing: a writer in another process gets a clear error.
+
+        A writer abandoned in this process (a test's simulated kill) hands its lock over.
+        """
+        self._staging.parent.mkdir(parents=True, exist_ok=True)
+        path = self._staging.with_name(self._staging.name + ".lock")
+        if path not in _HELD_LOCKS:
+            handle = os.open(path, os.O_RDWR | os.O_CREAT)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(handle)
+                raise AloeError(
+                    f"{'/'.join(self._parts)} is being written by another process; wait for it to finish"
+                ) from None
+            _HELD_LOCKS[path] = handle
+        return path
+
+    def _release(self) -> None:
+        if self._lock is not None and self._lock in _HELD_LOCKS:
+            os.close(_HELD_LOCKS.pop(self._lock))  # closing the descriptor drops the lock
+        self._lock = None
 
     def _check_range(self, row_range: tuple[int, int] | None) -> tuple[int, int]:
         if row_range is None:
@@ -330,13 +380,25 @@ class StagedWriter:
         if rows == 0:
             return
         for index, (name, (_, dtype)) in enumerate(self._row_arrays.items()):
-            joined = np.concatenate(self._pending[index]).astype(dtype, copy=False)
+            source = np.concatenate(self._pending[index])
+            with np.errstate(over="ignore"):  # overflow is checked just below
+                joined = source.astype(dtype, copy=False)
+            if joined is not source and not np.isfinite(joined[:rows]).all():
+                self._refuse_overflow(name, source[:rows], np.dtype(dtype))
             self._node.write_rows(name, self._durable, joined[:rows])
             self._pending[index] = [joined[rows:]] if rows < len(joined) else []
         self._node.flush()
         self._durable += rows
         self._pending_rows -= rows
         self._save_progress()
+
+    def _refuse_overflow(self, name: str, values: np.ndarray, dtype: np.dtype) -> None:
+        """Finite values that overflow ``dtype``: drop the staged node and raise :class:`AloeError`."""
+        try:
+            check_representable(name, values, dtype)
+        except AloeError:
+            self.abort()
+            raise
 
     def finish(self) -> None:
         """Write what is buffered and check this writer's rows are all there (does not publish)."""
@@ -375,6 +437,7 @@ class StagedWriter:
             raise AloeError(f"{'/'.join(self._parts)} already exists (another writer finished first)") from None
         for path in staged_progress_files(self._staging):
             remove_path(path)
+        self._release()
 
     def abort(self) -> None:
         """Drop the staged node and its progress."""
@@ -382,3 +445,4 @@ class StagedWriter:
         remove_path(self._staging)
         for path in staged_progress_files(self._staging):
             remove_path(path)
+        self._release()
