@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Sequence
 
 import click
 
 from aloe.errors import AloeError
+
+
+UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 
 def run_cli(command: click.Command, argv: Sequence[str] | None = None) -> int:
@@ -19,6 +23,12 @@ def run_cli(command: click.Command, argv: Sequence[str] | None = None) -> int:
         command.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except AloeError as exc:
         click.echo(f"error: {exc}", err=True)
+        return 2
+    except OSError as exc:  # a read-only store, a full disk: the user's to fix, so one line too
+        if exc.errno not in UNWRITABLE:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        click.echo(f"error: cannot write{where}: {(exc.strerror or str(exc)).lower()}", err=True)
         return 2
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

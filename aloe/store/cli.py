@@ -96,6 +96,20 @@ def info_command(path: str, as_json: bool) -> None:
         _print_summary(info)
 
 
+class StoreProblems(click.ClickException):
+    """What ``aloe store check`` found: one ``error:`` line each on stderr, exit code 2."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(f"{len(problems)} problems")
+        self.problems = problems
+
+    def show(self, file: Any = None) -> None:
+        for line in self.problems:
+            click.echo(f"error: {line}", err=True)
+
+
 @store_group.command("check")
 @click.argument("path", type=click.Path(path_type=str))
 def check_command(path: str) -> None:
@@ -108,8 +122,6 @@ def check_command(path: str) -> None:
     Example: ``aloe store check runs/demo/aloe-seed0/pool.zarr``
     """
     problems, checked = check_store(path)
-    for line in problems:
-        click.echo(f"error: {line}", err=True)
     if problems:
-        raise click.exceptions.Exit(2)
+        raise StoreProblems(problems)
     click.echo(f"ok: {len(checked)} nodes read back in full ({', '.join(checked) or 'no rounds yet'})")

@@ -162,8 +162,8 @@ class Store:
                 )
             rounds = ", ".join(map(str, self.rounds())) or "none"
             raise AloeError(f"{self.path}: no round {t} (complete rounds: {rounds})")
-        node = self.backend.open_node(self.backend.node_path(self.path, ROUNDS, round_name(t)))
-        return RoundReader(node, t, self.n_items, f"{self.path} round {t}")
+        path = self.backend.node_path(self.path, ROUNDS, round_name(t))
+        return RoundReader(self.backend.open_node(path), t, self.n_items, str(path))
 
     def begin_round(
         self,
@@ -320,8 +320,8 @@ class Store:
         check_name(key, "cache")
         if key not in self.backend.list_nodes(self.path, CACHE):
             return None
-        node = self.backend.open_node(self.backend.node_path(self.path, CACHE, key))
-        return RowReader(node, f"{self.path} cache {key}")
+        path = self.backend.node_path(self.path, CACHE, key)
+        return RowReader(self.backend.open_node(path), str(path))
 
     def begin_cache(
         self,

@@ -23,6 +23,7 @@ from aloe.store.schema import ATTRS_KEY
 
 STAGING = ".staging"
 METADATA = "zarr.json"
+CRC_BYTES = 4  # the crc32c codec appends a 4-byte checksum to every chunk
 EVERY_CHUNK = {"write_empty_chunks": True}  # an all-zero chunk is written too: absent means damaged
 
 
@@ -94,6 +95,8 @@ class ZarrNodeReader(NodeReader):
         for meta in self._path.glob(f"*/{METADATA}"):
             with self._guard(f"{meta.parent.name}/{METADATA}"):
                 kind = json.loads(meta.read_text()).get("node_type")
+            if kind not in ("array", "group"):
+                raise DamagedNode(self._path, f"{meta.parent.name}/{METADATA} names no node type")
             if kind == "array":
                 names.append(meta.parent.name)
         return sorted(names)
@@ -106,13 +109,25 @@ class ZarrNodeReader(NodeReader):
                 if not isinstance(array, zarr.Array):
                     raise DamagedNode(self._path, f"'{name}' is not an array")
                 if _checksummed(array):
-                    encoding = array.metadata.chunk_key_encoding
-                    for coords in itertools.product(*map(range, array.cdata_shape)):
-                        key = encoding.encode_chunk_key(coords)
-                        if not (self._path / name / key).is_file():
-                            raise DamagedNode(self._path, f"array '{name}' chunk {key} is missing")
+                    self._check_chunk_files(name, array)
             self._arrays[name] = array
         return self._arrays[name]
+
+    def _check_chunk_files(self, name: str, array: zarr.Array) -> None:
+        """Every chunk file is there, and (fixed-size types) as long as a whole chunk plus its CRC."""
+        encoding = array.metadata.chunk_key_encoding
+        expected = None
+        if array.dtype.kind in "biufc":
+            expected = int(np.prod(array.chunks)) * np.dtype(array.dtype).itemsize + CRC_BYTES
+        for coords in itertools.product(*map(range, array.cdata_shape)):
+            key = encoding.encode_chunk_key(coords)
+            chunk = self._path / name / key
+            if not chunk.is_file():
+                raise DamagedNode(self._path, f"array '{name}' chunk {key} is missing")
+            if expected is not None and chunk.stat().st_size != expected:
+                raise DamagedNode(
+                    self._path, f"array '{name}' chunk {key} has {chunk.stat().st_size} bytes, not {expected}"
+                )
 
     def info(self, name):
         array = self._array(name)
