@@ -166,3 +166,25 @@ def test_killed_simulate(tmp_path_factory, tmp_path, inputs, how, seed):
     for t in (0, 1, 2):
         assert_same_round(killed / "sim" / run_store, reference / "sim" / run_store, t)
     assert_store_sound(killed / "sim" / run_store)
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".h5"])
+def test_two_first_embeds_racing_on_one_new_store(tmp_path, inputs, suffix):
+    import subprocess
+    import sys
+
+    from .conftest import KILLER, REPO
+
+    store = tmp_path / f"pool{suffix}"
+    env = {"PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    children = [
+        subprocess.Popen([sys.executable, str(KILLER), str(tmp_path / f"r{i}.json"), "event", "0", EMBED,
+                          *embed_argv(inputs, store)], env=env, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]
+    results = [(child.wait(timeout=300), child.stderr.read()) for child in children]
+    for code, err in results:
+        assert code == 0 or (code == 2 and err.startswith("error: ") and err.count("\n") == 1), err
+    assert any(code == 0 for code, _ in results)
+    assert_store_sound(store)
+    assert open_store(store).rounds() in ([0], [0, 1])
