@@ -153,7 +153,7 @@ def test_killed_simulate(tmp_path_factory, tmp_path, inputs, how, seed):
 
     def argv(run: Path) -> list[str]:
         return ["simulate", "--features", str(inputs / "sim.npz"), "--out", str(run / "sim"), "--strategy", "aloe",
-                "--rounds", "2", "--seeds", "0", "--budget", "5", "--quiet"]
+                "--rounds", "2", "--seeds", "0", "--budget", "5", "--keep-stores", "--quiet"]
 
     reference, killed = kill_and_rerun(tmp_path_factory, tmp_path, "simulate", state, ALOE, argv, how, seed)
     for store in sorted((killed / "sim").glob("*/seed-*/store.zarr")):
