@@ -1,7 +1,7 @@
 """ViT-B-32 on a GPU in bf16: the pool pass and a fine-tune epoch against the bare model, in one run.
 
 Random-init weights (no downloads); generated images. Needs torch, torchvision, open_clip, numpy,
-zarr, h5py, pydantic, click, tqdm, pillow (and this repository); ``bench/embed/h200/run.sh`` installs
+zarr, h5py, pydantic, click, tqdm, pillow (and this repository); ``bench/gpu.sh`` installs
 the ones a bare GPU machine lacks from carried wheels and runs this.
 
     python bench/embed/gpu_embed.py --out $OUT/gpu-embed.json
