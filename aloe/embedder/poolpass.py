@@ -41,6 +41,29 @@ class PassReport:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
 
 
+class BlocksInMemory:
+    """A pool-pass writer that keeps one of the blocks it is given, in memory (small pools, test sets).
+
+    ``keep`` picks which block of each ``write`` call is kept (0: the first, e.g. the features; 1: the
+    logits of a ``(features, logits)`` writer); :meth:`array` joins them as float32.
+    """
+
+    rows_done = 0
+
+    def __init__(self, n_rows: int, keep: int = 0) -> None:
+        self.row_range = (0, n_rows)
+        self.keep = keep
+        self.blocks: list[np.ndarray] = []
+
+    def write(self, *blocks: np.ndarray) -> None:
+        """Keep block ``keep`` of this batch."""
+        self.blocks.append(np.asarray(blocks[self.keep], dtype=np.float32))
+
+    def array(self, width: int) -> np.ndarray:
+        """Every kept row, ``(n, width)`` float32 (``width`` only shapes an empty result)."""
+        return np.concatenate(self.blocks) if self.blocks else np.zeros((0, width), dtype=np.float32)
+
+
 def run_pool_pass(
     encode: Encoder,
     source: ImageSource,

@@ -26,7 +26,7 @@ from aloe.data.sources import ImageSource
 from aloe.data.subset import SubsetSource
 from aloe.embedder.backbones import Backbone
 from aloe.embedder.config import EmbedConfig
-from aloe.embedder.poolpass import model_encoder, run_pool_pass
+from aloe.embedder.poolpass import BlocksInMemory, model_encoder, run_pool_pass
 from aloe.embedder.round import embed_round
 from aloe.errors import AloeError
 from aloe.labels import LabeledSet
@@ -81,17 +81,6 @@ def image_pool(cfg: EmbedConfig, config_path: str | Path) -> ImagePool:
     return ImagePool(ids, labels, test_labels, description, cfg, source, test_source)
 
 
-class _Logits:
-    """A pool-pass writer that keeps the logits in memory."""
-
-    rows_done = 0
-
-    def __init__(self) -> None:
-        self.blocks: list[np.ndarray] = []
-
-    def write(self, features: np.ndarray, logits: np.ndarray) -> None:
-        self.blocks.append(np.asarray(logits, dtype=np.float32))
-
 
 class FinetuneRun(Run):
     """A run whose rounds fine-tune the backbone and embed the pool into the run's store."""
@@ -128,7 +117,7 @@ class FinetuneRun(Run):
         if path.is_file():
             return
         cfg = self.pool.config
-        logits = _Logits()
+        logits = BlocksInMemory(len(self.pool.test_labels), keep=1)
         report = run_pool_pass(model_encoder(backbone, head, device), self.pool.test_source, logits,
                                backbone=backbone, batch_size=cfg.pool.batch_size, workers=cfg.pool.workers,
                                device=device, preprocess=cfg.pool.preprocess, desc=f"round {t} evaluation",
@@ -138,7 +127,7 @@ class FinetuneRun(Run):
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(path.name + ".tmp")
         with temporary.open("wb") as handle:
-            np.savez(handle, logits=np.concatenate(logits.blocks), readable=readable)
+            np.savez(handle, logits=logits.array(len(self.pool.class_names)), readable=readable)
         os.replace(temporary, path)
 
     def evaluation(self, t: int, model: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -42,36 +42,24 @@ TEXT_BATCH = 64
 IMAGE_BATCH = 128
 
 
-class _Collect:
-    """A pool-pass writer that keeps the feature blocks in memory (pools are small)."""
-
-    rows_done = 0
-
-    def __init__(self, n_rows: int) -> None:
-        self.row_range = (0, n_rows)
-        self.blocks: list[np.ndarray] = []
-
-    def write(self, features: np.ndarray) -> None:
-        self.blocks.append(np.asarray(features, dtype=np.float32))
-
 
 def encode_images(images: np.ndarray, backbone_cfg: BackboneConfig, quiet: bool = False) -> np.ndarray:
     """Frozen-backbone features ``(N, D)`` of uint8 images through the embedder's pool pass."""
     from aloe.data.sources import ArrayImageSource
     from aloe.embedder.backbones import build_backbone
     from aloe.embedder.device import resolve_device
-    from aloe.embedder.poolpass import model_encoder, run_pool_pass
+    from aloe.embedder.poolpass import BlocksInMemory, model_encoder, run_pool_pass
 
     backbone = build_backbone(backbone_cfg)
     device = resolve_device("auto")
     backbone.module.to(device)
     source = ArrayImageSource("pool", [str(i) for i in range(len(images))], images, None, {})
-    writer = _Collect(len(images))
+    writer = BlocksInMemory(len(images))
     report = run_pool_pass(model_encoder(backbone, None, device), source, writer, backbone=backbone,
                            batch_size=IMAGE_BATCH, workers=0, device=device, desc="embedding", quiet=quiet)
     if report.skipped:
         raise AloeError(f"{len(report.skipped)} images could not be decoded")
-    return np.concatenate(writer.blocks) if writer.blocks else np.zeros((0, backbone.feature_dim), np.float32)
+    return writer.array(backbone.feature_dim)
 
 
 def encode_pixels(images: np.ndarray, quiet: bool = False) -> np.ndarray:

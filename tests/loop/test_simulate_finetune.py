@@ -20,7 +20,7 @@ from aloe.config import load_config
 from aloe.embedder.backbones import build_backbone
 from aloe.embedder.config import EmbedConfig
 from aloe.embedder.finetune import finetune
-from aloe.embedder.poolpass import model_encoder, run_pool_pass
+from aloe.embedder.poolpass import BlocksInMemory, model_encoder, run_pool_pass
 from aloe.internal.cli import run_cli
 from aloe.labels import LabeledSet
 from aloe.loop.finetune_run import image_pool
@@ -93,16 +93,10 @@ def test_metrics_are_the_finetuned_models_predictions_on_the_evaluation_set(conf
     head, _ = finetune(backbone, pool.source, labeled.positions, labeled.classes, len(labeled.names), cfg.finetune,
                        device=device, seed=seed, workers=0)
 
-    class Logits:
-        rows_done, blocks = 0, []
-
-        def write(self, features, logits):
-            self.blocks.append(logits)
-
-    logits = Logits()
+    logits = BlocksInMemory(len(pool.test_labels), keep=1)
     run_pool_pass(model_encoder(backbone, head, device), pool.test_source, logits, backbone=backbone, batch_size=8,
                   workers=0, device=device, quiet=True)
-    predicted = np.array(labeled.names)[np.concatenate(logits.blocks).argmax(1)]
+    predicted = np.array(labeled.names)[logits.array(len(labeled.names)).argmax(1)]
     classes = sorted(CLASSES)
     recalls = recall_score(pool.test_labels, predicted, labels=classes, average=None, zero_division=0)
     _, rows = _state(finished)
