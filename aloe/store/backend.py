@@ -8,6 +8,8 @@ directory (Zarr group) or a file (HDF5), so publishing one is a single atomic re
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,18 @@ def describe(exc: BaseException) -> str:
     """A one-line account of a storage library's exception."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+@contextmanager
+def damage_guard(path: Path, what: str) -> Iterator[None]:
+    """Re-raise whatever a storage library raises while reading ``what`` of the node at ``path``
+    (they raise many types for bad bytes) as one :class:`DamagedNode` naming the node."""
+    try:
+        yield
+    except DamagedNode:
+        raise
+    except Exception as exc:
+        raise DamagedNode(path, f"{what}: {describe(exc)}") from None
 
 
 class NodeWriter(abc.ABC):

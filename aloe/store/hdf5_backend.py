@@ -9,15 +9,14 @@ HDF5's Fletcher-32 checksum, so a garbled chunk is an error, not a silent wrong 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from aloe.store.backend import Backend, DamagedNode, NodeReader, NodeWriter, describe
+from aloe.store.backend import Backend, DamagedNode, NodeReader, NodeWriter, damage_guard, describe
 from aloe.store.schema import ATTRS_KEY
 
 SUFFIX = ".h5"
@@ -62,14 +61,8 @@ class Hdf5NodeReader(NodeReader):
         self._file = handle
         self._path = path
 
-    @contextmanager
-    def _guard(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except DamagedNode:
-            raise
-        except Exception as exc:  # h5py raises OSError, KeyError, ValueError... for bad bytes
-            raise DamagedNode(self._path, f"{what}: {describe(exc)}") from None
+    def _guard(self, what: str) -> AbstractContextManager[None]:
+        return damage_guard(self._path, what)
 
     def attrs(self) -> dict[str, Any]:
         with self._guard("attributes"):

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec
 
-from aloe.store.backend import Backend, DamagedNode, NodeReader, NodeWriter, describe
+from aloe.store.backend import Backend, DamagedNode, NodeReader, NodeWriter, damage_guard, describe
 from aloe.store.schema import ATTRS_KEY
 
 STAGING = ".staging"
@@ -73,14 +72,8 @@ class ZarrNodeReader(NodeReader):
         self._path = path
         self._arrays: dict[str, zarr.Array] = {}
 
-    @contextmanager
-    def _guard(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except DamagedNode:
-            raise
-        except Exception as exc:  # zarr, numcodecs and json raise many types for bad bytes
-            raise DamagedNode(self._path, f"{what}: {describe(exc)}") from None
+    def _guard(self, what: str) -> AbstractContextManager[None]:
+        return damage_guard(self._path, what)
 
     def attrs(self) -> dict[str, Any]:
         with self._guard("attributes"):
