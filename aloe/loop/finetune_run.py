@@ -142,5 +142,5 @@ class FinetuneRun(Run):
                batch_csv: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """``aloe-select`` on store round ``t`` (a selection recorded there with the same request is
         reused)."""
-        outcome = run_select(self.store_path, config, batch_csv, round=t)
+        outcome = run_select(open_store(self.store_path, mode="a"), config, batch_csv, round=t)
         return outcome.attrs, outcome.arrays

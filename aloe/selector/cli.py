@@ -16,6 +16,7 @@ from aloe.selector.config import SelectConfig
 from aloe.selector.scores import SCORES
 from aloe.selector.select import run_select, summary_lines
 from aloe.selector.strategies import STRATEGIES
+from aloe.store import open_store
 
 _STRATEGY_HELP = "; ".join(f"{s.name}: {s.summary}" for s in STRATEGIES.values())
 
@@ -116,7 +117,8 @@ def cli(
         config = validate_config(SelectConfig, given, "aloe-select")
     with warnings.catch_warnings(), launch() as comm:  # the summary's notes say it, once
         warnings.simplefilter("ignore", FewPointsPerClusterWarning)
-        outcome = run_select(store_path, config, out, round=round_, name=name, overwrite=overwrite, comm=comm)
+        store = open_store(store_path, mode="r" if comm.sharded else "a")
+        outcome = run_select(store, config, out, round=round_, name=name, overwrite=overwrite, comm=comm)
     if not quiet and comm.is_root:
         for line in summary_lines(outcome):
             click.echo(line)

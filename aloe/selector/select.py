@@ -141,7 +141,7 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
 
 
 def run_select(
-    store_path: str | Path,
+    store: Store,
     config: SelectConfig,
     out: str | Path,
     round: int | None = None,
@@ -159,10 +159,9 @@ def run_select(
     """
     out = Path(out)
     check_batch_out(out)
-    if out.resolve().is_relative_to(Path(store_path).resolve()):
-        raise AloeError(f"--out {out} lies inside the store {store_path}; write the batch elsewhere")
+    if out.resolve().is_relative_to(Path(store.path).resolve()):
+        raise AloeError(f"--out {out} lies inside the store {store.path}; write the batch elsewhere")
     comm = comm or Comm()
-    store = open_store(store_path, mode="r" if comm.sharded else "a")
     t = store.latest_round() if round is None else round
     store.round(t)  # a precise error for a missing or incomplete round, before any work
     request = request_of(config)
@@ -181,7 +180,7 @@ def run_select(
         selection = select_round(store, t, config, comm)
         comm.barrier()  # every rank has finished reading before rank 0 writes
         if comm.is_root:
-            writer = open_store(store_path, mode="a") if comm.sharded else store
+            writer = open_store(store.path, mode="a") if comm.sharded else store
             record_selection(writer, t, name, selection, request, overwrite=overwrite)
     comm.barrier()
     attrs, arrays = store.read_selection(t, name)

@@ -128,8 +128,8 @@ def test_kept_stores_hold_each_round_and_reselect_to_the_same_batch(pool_npz, fi
         assert sorted(store.ids[r.labeled_positions]) == sorted(ledger.labels(up_to_round=t))
         (name,) = store.selections(t)
         attrs, arrays = store.read_selection(t, name)
-        again = run_select(run / "store.zarr", SelectConfig(**attrs["request"]), tmp_path / "again.csv",
-                           round=t, name="again")
+        again = run_select(open_store(run / "store.zarr", mode="a"), SelectConfig(**attrs["request"]),
+                           tmp_path / "again.csv", round=t, name="again")
         assert again.arrays["chosen_ids"].tolist() == arrays["chosen_ids"].tolist()
         assert arrays["chosen_ids"].tolist() == [e.id for e in ledger.entries() if e.round == t + 1]
 
