@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ from aloe.data.sources import build_source
 from aloe.embedder.config import EmbedConfig
 from aloe.embedder.round import embed_round
 from aloe.store import open_store
+from kill_helpers import kill_when
 
 CONFIG = {
     "backbone": {"kind": "timm", "model": "tf_efficientnet_lite0", "weights": "builtin:efficientnet-lite0",
@@ -50,17 +49,7 @@ def _kill_mid_pass(config: Path, store: Path, labels: Path, mode: str) -> int:
     command = [sys.executable, "-c", "from aloe.embedder.cli import main; main()", "--config", str(config),
                "--store", str(store), "--labels", str(labels), "--mode", mode, "--quiet"]
     process = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    deadline = time.monotonic() + 120
-    try:
-        while _rows_done(store) < 16:
-            assert process.poll() is None, "the embed process ended before it could be killed"
-            assert time.monotonic() < deadline, "no progress within 120 s"
-            time.sleep(0.02)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-    finally:
-        if process.poll() is None:
-            process.kill()
+    kill_when(process, lambda: _rows_done(store) >= 16)
     return _rows_done(store)
 
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import csv
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -27,6 +25,7 @@ from aloe.loop.finetune_run import image_pool
 from aloe.loop.ledger import Ledger
 from aloe.store import open_store
 from image_helpers import CLASSES, TINY_VIT, write_colour_pool
+from kill_helpers import kill_when
 
 ARGS = ["--strategy", "aloe", "--budget", "2", "--rounds", "2", "--seeds", "3", "--quiet"]
 
@@ -122,16 +121,8 @@ def test_a_killed_finetune_simulation_resumes_with_the_same_results(config, fini
     process = subprocess.Popen([sys.executable, "-c", "from aloe.cli import main; main()", *argv], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     mark = out / "aloe" / "seed-3" / trigger
-    deadline = time.monotonic() + 120
-    try:
-        while not mark.exists() and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.01)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert mark.exists() and not (out / "metrics.csv").exists(), "not killed mid-run"
+    kill_when(process, mark.exists)
+    assert not (out / "metrics.csv").exists(), "not killed mid-run"
     assert run_cli(cli, argv) == 0
     assert _state(out) == _state(finished)
 
