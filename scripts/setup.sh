@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up (or refresh) the project's virtual environment in .venv: aloe-al with its demo and test extras.
+# Set up (or refresh) the project's virtual environment in .venv: aloe-al with its demo, evaluation-pool
+# and test extras.
 # Idempotent: a second run only checks that everything is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,9 +14,9 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.aloe-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -nt "$stamp" ]; then
     echo "[setup] installing aloe-al and its dependencies (first time: a few minutes, torch is large)" >&2
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[demo,dev]'
+    .venv/bin/python -m pip install -q -e '.[demo,eval,dev]'
     touch "$stamp"
 fi
