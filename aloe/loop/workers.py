@@ -63,13 +63,18 @@ _TASK: Callable[..., Any] | None = None
 _TICKS: Any = None
 
 
-def _start_worker(task: Callable[..., Any], ticks: Any, threads: int) -> None:
-    global _TASK, _TICKS
+def set_library_threads(n: int) -> None:
+    """Limit torch's intra-op and FAISS's OpenMP thread pools to ``n`` in this process."""
     import faiss
     import torch
 
-    torch.set_num_threads(threads)
-    faiss.omp_set_num_threads(threads)
+    torch.set_num_threads(n)
+    faiss.omp_set_num_threads(n)
+
+
+def _start_worker(task: Callable[..., Any], ticks: Any, threads: int) -> None:
+    global _TASK, _TICKS
+    set_library_threads(threads)
     _TASK, _TICKS = task, ticks
 
 

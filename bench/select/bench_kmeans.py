@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from aloe.loop.workers import set_library_threads
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -68,15 +70,6 @@ def run_sklearn(x: np.ndarray, k: int, niter: int, seed: int) -> tuple[float, in
 BACKENDS = {"faiss": run_faiss, "torch": run_torch, "sklearn": run_sklearn}
 
 
-def set_threads(n: int) -> None:
-    """Limit FAISS's and torch's thread pools to ``n`` (scikit-learn's: ``threadpool_limits`` below)."""
-    import faiss
-    import torch
-
-    faiss.omp_set_num_threads(n)
-    torch.set_num_threads(n)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=100_000)
@@ -99,7 +92,7 @@ def main() -> None:
               "cpu_count": os.cpu_count(), "machine": platform.machine(), "processor": platform.processor(),
               "load_before": os.getloadavg(), "runs": {}}
     for threads in args.threads:
-        set_threads(threads)
+        set_library_threads(threads)
         times: dict[str, list[float]] = {name: [] for name in args.backends}
         inertia: dict[str, float] = {}
         iterations: dict[str, list[int]] = {name: [] for name in args.backends}
