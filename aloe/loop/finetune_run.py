@@ -81,7 +81,6 @@ def image_pool(cfg: EmbedConfig, config_path: str | Path) -> ImagePool:
     return ImagePool(ids, labels, test_labels, description, cfg, source, test_source)
 
 
-
 class FinetuneRun(Run):
     """A run whose rounds fine-tune the backbone and embed the pool into the run's store."""
 

@@ -42,7 +42,6 @@ TEXT_BATCH = 64
 IMAGE_BATCH = 128
 
 
-
 def encode_images(images: np.ndarray, backbone_cfg: BackboneConfig, quiet: bool = False) -> np.ndarray:
     """Frozen-backbone features ``(N, D)`` of uint8 images through the embedder's pool pass."""
     from aloe.data.sources import ArrayImageSource
