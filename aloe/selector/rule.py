@@ -119,22 +119,29 @@ def cluster_unlabeled(
     return result
 
 
+def cluster_max(assignment: np.ndarray, scores: np.ndarray, k: int) -> torch.Tensor:
+    """Highest score of each of the ``k`` clusters (float64, ``-inf`` for an empty one): one scatter."""
+    cluster = torch.from_numpy(np.asarray(assignment, dtype=np.int64))
+    score = torch.from_numpy(np.asarray(scores, dtype=np.float64))
+    return torch.full((k,), -torch.inf, dtype=torch.float64).scatter_reduce(0, cluster, score, "amax")
+
+
 def rank_clusters(
     assignment: np.ndarray, scores: np.ndarray, flagged: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Steps 4-5: OOD ratio per cluster and the non-empty clusters in rank order.
 
-    Rank: OOD ratio descending, then mean ``o`` descending, then cluster id ascending (so the order
-    is total and reproducible). Returns ``(ratios (k,), ranked cluster ids)``.
+    Rank: OOD ratio descending, then the cluster's highest ``o`` descending (the score of the member
+    it would give), then cluster id ascending (so the order is total and reproducible). When the
+    ratios tie (at 0, when no item clears ``tau``) the rule is thus the ``B`` highest-``o`` items
+    at most one per cluster. Returns ``(ratios (k,), ranked cluster ids)``.
     """
     counts = np.bincount(assignment, minlength=k)
     n_flagged = np.bincount(assignment, weights=flagged.astype(np.float64), minlength=k)
-    sum_scores = np.bincount(assignment, weights=scores.astype(np.float64), minlength=k)
-    members = np.maximum(counts, 1)
-    ratios = n_flagged / members
-    mean_scores = sum_scores / members
+    ratios = n_flagged / np.maximum(counts, 1)
+    top_scores = cluster_max(assignment, scores, k).numpy()
     nonempty = np.flatnonzero(counts > 0)
-    order = np.lexsort((nonempty, -mean_scores[nonempty], -ratios[nonempty]))
+    order = np.lexsort((nonempty, -top_scores[nonempty], -ratios[nonempty]))
     return ratios, nonempty[order]
 
 
@@ -146,7 +153,7 @@ def best_member(assignment: np.ndarray, scores: np.ndarray, positions: np.ndarra
     """
     cluster = torch.from_numpy(np.asarray(assignment, dtype=np.int64))
     score = torch.from_numpy(np.asarray(scores, dtype=np.float64))
-    best = torch.full((k,), -torch.inf, dtype=torch.float64).scatter_reduce(0, cluster, score, "amax")
+    best = cluster_max(assignment, scores, k)
     hit = score == best[cluster]
     none = torch.iinfo(torch.int64).max
     position = torch.from_numpy(np.asarray(positions, dtype=np.int64))
@@ -186,7 +193,7 @@ def select_aloe(view: RoundView, budget: int, seed: int, params: SelectParams) -
     """ALOE: k-means with a surplus of clusters, then the most-OOD member of the most-OOD clusters.
 
     The rule: ``k = min(n_unlabeled, multiplier * max(B, C))``; clusters ranked by
-    OOD ratio (ties: higher mean ``o``, then lower cluster id); the top ``B`` each give their
+    OOD ratio (ties: higher top ``o``, then lower cluster id); the top ``B`` each give their
     highest-``o`` unlabeled member; with fewer than ``B`` non-empty clusters the rest of the batch is
     the highest-``o`` unlabeled items not yet taken.
     """

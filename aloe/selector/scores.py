@@ -138,7 +138,7 @@ def resolve_score(name: str, n_classes: int) -> tuple[str, list[str]]:
 
 def compute_scores(
     view: RoundView,
-    name: str = "gradnorm",
+    name: str = "msp",
     *,
     knn_k: int = 1,
     device: str | torch.device = "cpu",

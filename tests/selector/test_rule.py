@@ -15,13 +15,13 @@ from aloe.selector.view import RoundView
 
 
 def _naive_aloe_batch(clusters, scores, flagged, unlabeled, budget):
-    """Loop over clusters: (ratio desc, mean o desc, id asc); each gives its highest-o member."""
+    """Loop over clusters: (ratio desc, top o desc, id asc); each gives its highest-o member."""
     table = []
     for c in np.unique(clusters[unlabeled]):
         members = unlabeled[clusters[unlabeled] == c]
         ratio = flagged[members].sum() / len(members)
         best = min(members, key=lambda p: (-scores[p], p))
-        table.append((-ratio, -scores[members].astype(np.float64).mean(), c, best))
+        table.append((-ratio, -float(scores[best]), c, best))
     table.sort()
     batch = [row[3] for row in table[:budget]]
     rest = sorted((p for p in unlabeled if p not in batch), key=lambda p: (-scores[p], p))
@@ -48,15 +48,16 @@ def test_k_follows_the_multiplier_and_the_class_count():
     assert select_aloe(view, 10, 0, SelectParams(multiplier=1)).k == 10
 
 
-def test_cluster_ties_break_by_mean_score_then_id():
-    assignment = np.array([0, 0, 1, 1, 2, 2, 3])
-    scores = np.array([1.0, 3.0, 5.0, 5.0, 0.0, 0.0, 9.0])
-    flagged = np.array([1, 0, 1, 0, 1, 0, 0], dtype=bool)  # clusters 0-2 ratio 0.5, cluster 3 ratio 0
-    ratios, ranked = rank_clusters(assignment, scores, flagged, 5)  # cluster 4 is empty
-    np.testing.assert_allclose(ratios, [0.5, 0.5, 0.5, 0.0, 0.0])
-    np.testing.assert_array_equal(ranked, [1, 0, 2, 3])
-    best = best_member(assignment, scores, np.arange(10, 17), 5)
-    np.testing.assert_array_equal(best, [11, 12, 14, 16, -1])
+def test_cluster_ties_break_by_top_score_then_id():
+    assignment = np.array([0, 0, 1, 1, 2, 2, 3, 5, 5])
+    scores = np.array([1.0, 6.0, 5.0, 5.0, 0.0, 0.0, 9.0, 6.0, 6.0])
+    flagged = np.array([1, 0, 1, 0, 1, 0, 0, 1, 0], dtype=bool)  # clusters 0-2 and 5 ratio 0.5, 3 ratio 0
+    ratios, ranked = rank_clusters(assignment, scores, flagged, 6)  # cluster 4 is empty
+    np.testing.assert_allclose(ratios, [0.5, 0.5, 0.5, 0.0, 0.0, 0.5])
+    # cluster 0's mean (3.5) is below cluster 1's (5) but its top score (6) is higher; 0 and 5 tie on both
+    np.testing.assert_array_equal(ranked, [0, 5, 1, 2, 3])
+    best = best_member(assignment, scores, np.arange(10, 19), 6)
+    np.testing.assert_array_equal(best, [11, 12, 14, 16, -1, 17])
 
 
 def test_fewer_non_empty_clusters_than_budget_fills_by_highest_score():
