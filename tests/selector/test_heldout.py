@@ -19,6 +19,7 @@ from aloe.selector.view import RoundView
 from aloe.store import create_store
 
 C = 100.0  # a weak penalty: the in-sample scores are overconfident
+SCORE = SelectParams().score  # what score_round and select_round use by default
 
 
 def _view(per_class: list[int], seed: int = 0, head: dict | None = None) -> RoundView:
@@ -59,7 +60,7 @@ def test_items_whose_class_has_no_other_labels_are_left_unscored():
 def test_out_of_fold_scores_look_less_known_than_in_sample_ones():
     """The reason for the departure: in-sample scores understate how unknown a known item can look."""
     view = _view([12, 10, 8, 6, 5])
-    held = out_of_fold_scores(view.features[view.labeled_positions], view.labeled_classes, "gradnorm",
+    held = out_of_fold_scores(view.features[view.labeled_positions], view.labeled_classes, SCORE,
                               LinearHeadConfig(C=C), folds=5, seed=0)
     in_sample = score_round(view, SelectParams(threshold="in_sample")).scores[view.labeled_positions]
     assert np.nanmean(held) > in_sample.mean()
@@ -68,7 +69,7 @@ def test_out_of_fold_scores_look_less_known_than_in_sample_ones():
 def test_score_round_uses_out_of_fold_scores_for_tau_and_says_so():
     view = _view([12, 10, 8, 6, 1], head={"C": C})
     scored = score_round(view, SelectParams(folds=4), seed=3)
-    held = out_of_fold_scores(view.features[view.labeled_positions], view.labeled_classes, "gradnorm",
+    held = out_of_fold_scores(view.features[view.labeled_positions], view.labeled_classes, SCORE,
                               LinearHeadConfig(C=C), folds=4, seed=3)
     assert scored.tau == ood_threshold(held[np.isfinite(held)], 0.95)
     assert any("out of 4 folds" in note for note in scored.notes)
@@ -104,7 +105,7 @@ def test_a_stored_linear_round_gets_the_same_out_of_fold_tau_streamed_or_in_memo
     writer.commit()
     in_memory = select_round(store, 0, SelectConfig(budget=6, seed=2, stream="never"))
     streamed = select_round(store, 0, SelectConfig(budget=6, seed=2, stream="always"))
-    held = out_of_fold_scores(view.features[view.labeled_positions], view.labeled_classes, "gradnorm",
+    held = out_of_fold_scores(view.features[view.labeled_positions], view.labeled_classes, SCORE,
                               LinearHeadConfig(C=C), folds=5, seed=2)
     assert in_memory.tau == streamed.tau == ood_threshold(held, 0.95)
     np.testing.assert_array_equal(streamed.positions, in_memory.positions)
