@@ -164,7 +164,7 @@ def report_command(run_dir: Path, out: Path | None, title: str | None) -> None:
               help="Where the run and its report go.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path),
               help="Another aloe-embed config in linear mode. Default: configs/offline-default.yaml.")
-@simulation_options(rounds=8)
+@simulation_options(rounds=15)
 def demo_command(out: Path, config_path: Path | None, strategies, budget, rounds, seeds, initial, score, tpr,
                  multiplier, head_c, quiet) -> None:
     """Run the built-in offline default end to end: embed, select with an oracle, report.
