@@ -59,7 +59,7 @@ class Run:
 
 
 RUNS = [
-    Run("python-docs-lt", 10, 20, "stdlib docstrings by package, 20 classes, MiniLM"),
+    Run("python-docs-lt", 10, 30, "stdlib docstrings by package, 20 classes, MiniLM"),
     Run("mnist-lt-0.01", 10, 15, "MNIST-LT alpha 0.01, EfficientNet-Lite0"),
     Run("digits-lt-pixels", 5, 20, "scikit-learn digits LT alpha 0.02, raw pixels"),
     Run("digits-lt", 5, 20, "scikit-learn digits LT alpha 0.02, EfficientNet-Lite0"),
