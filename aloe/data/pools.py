@@ -112,6 +112,8 @@ POOLS: dict[str, PoolSpec] = {
                  about="MNIST digits, alpha 0.01 (450 down to 4), EfficientNet-Lite0 features"),
         PoolSpec("mnist-lt-0.005", "mnist", "efficientnet-lite0", n0=450, alpha=0.005, seed=1,
                  test_per_class=50, about="MNIST digits, alpha 0.005 (450 down to 2), EfficientNet-Lite0 features"),
+        PoolSpec("mnist-lt-pixels", "mnist", "pixels", n0=450, alpha=0.01, seed=4, test_per_class=50,
+                 about="MNIST digits, alpha 0.01 (450 down to 4), raw 784-pixel vectors"),
         PoolSpec("digits-lt", "sklearn-digits", "efficientnet-lite0", n0=150, alpha=0.02, seed=2,
                  test_per_class=20, about="scikit-learn 8x8 digits, alpha 0.02 (150 down to 3), "
                                           "EfficientNet-Lite0 features"),

@@ -64,6 +64,7 @@ RUNS = [
     Run("digits-lt-pixels", 5, 20, "scikit-learn digits LT alpha 0.02, raw pixels"),
     Run("digits-lt", 5, 20, "scikit-learn digits LT alpha 0.02, EfficientNet-Lite0"),
     Run("mnist-lt-0.005", 10, 15, "MNIST-LT alpha 0.005, EfficientNet-Lite0"),
+    Run("mnist-lt-pixels", 10, 15, "MNIST-LT alpha 0.01, raw pixels"),
     Run("offline-default", 10, 15, "the offline default (aloe demo): MNIST-LT alpha 0.01, EfficientNet-Lite0",
         config="configs/offline-default.yaml"),
     Run("synthetic-lt20", 10, 10, "synthetic, 20 classes, alpha 0.05, well separated",
