@@ -160,6 +160,16 @@ def import_command(file: Path, batch_path: Path, ledger: Path | None, store: Pat
     _report(book, import_answers(book, file, batch_path, t, source))
 
 
+def refuse_to_replace(option: str, path: Path | None, overwrite: bool) -> None:
+    """:class:`AloeError` when ``path`` is a folder, or a file and ``overwrite`` is not set."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise AloeError(f"{option} {path} is a folder; give a file name")
+    if path.exists() and not overwrite:
+        raise AloeError(f"{option} {path} exists; pass --overwrite to replace it, or choose another file name")
+
+
 @labels_group.command("export-batch")
 @click.argument("batch_path", metavar="BATCH", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path),
@@ -167,10 +177,12 @@ def import_command(file: Path, batch_path: Path, ledger: Path | None, store: Pat
 @image_options
 @click.option("--label-config", "label_config_path", type=click.Path(path_type=Path),
               help="Also write the labeling interface (XML): the known classes and a new-class text box.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out or --label-config file.")
 @ledger_options
 def export_command(batch_path: Path, out: Path, images: Path | None, manifest: Path | None,
                    config_path: Path | None, document_root: Path | None, prefix: str,
-                   label_config_path: Path | None, ledger: Path | None, store: Path | None) -> None:
+                   label_config_path: Path | None, overwrite: bool, ledger: Path | None,
+                   store: Path | None) -> None:
     """Write BATCH (the CSV from aloe-select) as Label Studio image-classification tasks.
 
     For a server this machine can reach, ``aloe labels push`` does all of this for you. Otherwise
@@ -181,8 +193,10 @@ def export_command(batch_path: Path, out: Path, images: Path | None, manifest: P
 
     With --images the images are written out and the tasks point at them as Label Studio local
     files; the command prints the two environment variables and the storage folder Label Studio
-    needs to show them.
+    needs to show them. An existing --out or --label-config file is kept unless --overwrite is given.
     """
+    for option, path in (("--out", out), ("--label-config", label_config_path)):
+        refuse_to_replace(option, path, overwrite)
     prepared = prepare_batch(batch_path, manifest=manifest, config=config_path, images=images,
                              document_root=document_root, prefix=prefix)
     write_json(out, prepared.tasks)

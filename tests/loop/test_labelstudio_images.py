@@ -120,3 +120,20 @@ def test_export_writes_the_offline_pool_digits_from_its_config(tmp_path, capsys)
     with Image.open(tmp_path / "images" / "mnist-0002.png") as image:
         digit = np.asarray(image)
     assert digit.shape[:2] == (28, 28) and digit.max() > 100 and digit.min() == 0
+
+
+@pytest.mark.parametrize("option", ["--out", "--label-config"])
+def test_export_keeps_an_existing_file_unless_told_to_overwrite(file_pool, capsys, option):
+    ledger = file_pool / "labels.csv"
+    ledger.write_text("id,label\n")
+    paths = {"--out": file_pool / "tasks.json", "--label-config": file_pool / "interface.xml"}
+    paths[option].write_text("precious")
+    argv = ["export-batch", file_pool / "batch.csv", "--manifest", file_pool / "manifest.csv",
+            "--prefix", "https://img.example.org/", "--ledger", ledger,
+            "--out", paths["--out"], "--label-config", paths["--label-config"]]
+    assert labels(*argv) == 2
+    assert f"{option} {paths[option]} exists; pass --overwrite" in capsys.readouterr().err
+    assert paths[option].read_text() == "precious"
+    assert labels(*argv, "--overwrite") == 0
+    assert json.loads(paths["--out"].read_text())[0]["data"]["aloe_id"] == "p 2"
+    assert "<View>" in paths["--label-config"].read_text()
