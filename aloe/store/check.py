@@ -67,6 +67,13 @@ def _checks(store: Store) -> Iterator[tuple[str, Callable[[], None]]]:
             continue
         rounds.append(t)
         yield f"{ROUNDS}/{name}", lambda t=t: _check_round(store, t)
+    # a deleted round leaves no node to list, but its selection records remain: rounds are numbered
+    # from 0, so probing every number up to one past the last round finds the first gap
+    for t in sorted(set(range(max(rounds, default=-1) + 2)) - set(rounds)):
+        if store.selections(t):
+            yield f"{SELECTIONS}/{round_name(t)}", lambda t=t: _fail(
+                f"selections are recorded for round {t}, but {ROUNDS}/{round_name(t)} is missing (deleted?)"
+            )
     for t in rounds:
         for name in store.selections(t):
             yield f"{SELECTIONS}/{round_name(t)}/{name}", lambda t=t, name=name: _check_selection(store, t, name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -115,6 +116,17 @@ def test_damaged_selection_record_is_named(tmp_path, embedded, capsys, suffix):
     with pytest.raises(Exception, match="damaged") as caught:
         open_store(store).read_selection(0, "batch")
     assert node in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".h5"])
+def test_deleted_round_with_selections_is_named(tmp_path, embedded, capsys, suffix):
+    """A round removed from disk leaves no node to read; its selection records still show it was there."""
+    store = copy_run(embedded[suffix], tmp_path / "run") / f"pool{suffix}"
+    if suffix == ".zarr":
+        shutil.rmtree(store / "rounds/0000")
+    else:
+        (store.with_name(store.name + ".d") / "rounds/0000.h5").unlink()
+    check_names(capsys, store, "rounds/0000 is missing")
 
 
 @pytest.mark.parametrize("suffix", [".zarr", ".h5"])
