@@ -66,7 +66,7 @@ def _add_options(command, rounds: int):
         click.option("--initial", type=click.IntRange(min=1),
                      help="Random labels before round 1 (round 0). Default: the budget."),
         click.option("--score", type=click.Choice(SCORES),
-                     help="OOD score (default msp; gradnorm is the paper's)."),
+                     help="OOD score (default msp+knn; gradnorm is the paper's)."),
         click.option("--tpr", type=click.FloatRange(0, 1, min_open=True),
                      help="True-positive rate of the OOD threshold (default 0.95)."),
         click.option("--multiplier", type=click.IntRange(min=1),

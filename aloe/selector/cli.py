@@ -33,7 +33,7 @@ Example:
 @click.option("--budget", type=int, default=None, help="Batch size B (required here or in --config).")
 @click.option("--strategy", type=click.Choice(list(STRATEGIES)), default=None,
               help=f"Selection strategy [default: aloe]. {_STRATEGY_HELP}.")
-@click.option("--score", type=click.Choice(list(SCORES)), default=None, help="OOD score [default: msp; gradnorm is the paper's].")
+@click.option("--score", type=click.Choice(list(SCORES)), default=None, help="OOD score [default: msp+knn; gradnorm is the paper's].")
 @click.option("--tpr", type=float, default=None, help="Share of labeled items kept in-distribution [0.95].")
 @click.option("--threshold", type=click.Choice(["out_of_fold", "in_sample"]), default=None,
               help="Labeled scores tau is the --tpr quantile of: out_of_fold (each item scored by the round's "
@@ -80,7 +80,7 @@ def cli(
     \b
     The ALOE rule (Xie et al., TMLR 2025):
       1. score every item: o = OOD score, higher = more likely an unknown class
-         (msp by default; knn when fewer than 2 classes are known);
+         (msp+knn by default; knn when fewer than 2 classes are known);
       2. tau = the --tpr quantile of the labeled items' scores, each scored out of fold
          (--threshold; the paper scores them in sample); o > tau flags an item OOD;
       3. k-means on the unlabeled items' L2-normalized features, k = multiplier * max(B, C);

@@ -19,7 +19,7 @@ from aloe.selector.scores import SCORES
 class SelectParams(StrictModel):
     """Tuning knobs the strategies read (each strategy ignores those it does not use)."""
 
-    score: Literal[SCORES] = "msp"
+    score: Literal[SCORES] = "msp+knn"
     tpr: float = Field(0.95, gt=0.0, le=1.0, description="share of labeled items kept in-distribution")
     multiplier: int = Field(2, ge=1, description="k = multiplier * max(B, C)")
     backend: Literal[BACKENDS] = "auto"

@@ -80,9 +80,13 @@ def threshold_scores(
     their features (only called for ``out_of_fold``), ``head`` is the round's ``provenance["head"]``.
     ``out_of_fold`` needs a logit score and linear-head settings; without them, or when fewer than
     two labeled items can be scored out of fold, the in-sample scores are used and a note says why.
-    (``knn`` scores of labeled items are leave-one-out already.)
+    (``knn`` scores of labeled items are leave-one-out already; a mix such as ``msp+knn`` ranks
+    every item against the whole pool, so it has no out-of-fold form.)
     """
     if params.threshold == "in_sample" or score == "knn":
+        return in_sample
+    if score not in LOGIT_SCORES:
+        notes.append(f"{score} has no out-of-fold form: tau over the labeled items' in-sample scores")
         return in_sample
     config = round_head_config(head)
     if config is None:

@@ -57,7 +57,29 @@ LOGIT_SCORES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = 
     "msp": msp,
     "maxlogit": maxlogit,
 }
-SCORES: tuple[str, ...] = (*LOGIT_SCORES, "knn")
+MIXES: dict[str, tuple[str, ...]] = {"msp+knn": ("msp", "knn")}
+"""Scores that mix others by rank: what the head is unsure of, and what lies far from every label."""
+SCORES: tuple[str, ...] = (*LOGIT_SCORES, "knn", *MIXES)
+
+
+def score_parts(name: str) -> tuple[str, ...]:
+    """The plain scores that score ``name`` is made of (itself, unless it is a mix)."""
+    return MIXES.get(name, (name,))
+
+
+def rank_mix(*components: np.ndarray) -> np.ndarray:
+    """Mean over ``components`` (each ``(N,)``, higher = more unknown) of each item's percentile rank.
+
+    An item's percentile rank in a component is its average rank (ties share it) divided by ``N``,
+    in ``(0, 1]``; the mix is their mean, as float32. It needs every item's score, so it is taken
+    once the whole pool is scored.
+    """
+    mixed = np.zeros(len(components[0]), dtype=np.float64)
+    for values in components:
+        unique, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+        last = np.cumsum(counts)
+        mixed += ((last - (counts - 1) / 2.0) / len(values))[inverse]
+    return (mixed / len(components)).astype(np.float32)
 
 
 def unit_rows(block: np.ndarray) -> np.ndarray:
@@ -150,6 +172,10 @@ def compute_scores(
     Raises :class:`AloeError` for an unknown score name or a round without labeled items.
     """
     name, notes = resolve_score(name, view.n_classes)
+    if name in MIXES:
+        parts = [compute_scores(view, part, knn_k=knn_k, device=device, block_rows=block_rows).scores
+                 for part in MIXES[name]]
+        return ScoreResult(rank_mix(*parts), name, notes)
     if name == "knn":
         return ScoreResult(knn_scores(view.features, view.labeled_positions, knn_k, block_rows), name, notes)
     function = LOGIT_SCORES[name]

@@ -27,7 +27,7 @@ from aloe.selector.clustering import default_block_rows, resolve_backend, traini
 from aloe.selector.config import SelectConfig, SelectParams
 from aloe.selector.lloyd import TensorSource, assign, initial_rows, lloyd, training_sample
 from aloe.selector.rule import Scored, aloe_from_clusters, aloe_k, ood_from_scores, row_norms
-from aloe.selector.scores import LOGIT_SCORES, KnnScorer, resolve_score
+from aloe.selector.scores import LOGIT_SCORES, MIXES, KnnScorer, rank_mix, resolve_score, score_parts
 from aloe.selector.selection import Selection
 from aloe.selector.strategies import trivial_selection
 from aloe.selector.heldout import threshold_scores
@@ -144,7 +144,8 @@ class Shard:
 
 @dataclass
 class FirstPass:
-    """What one pass over the shard leaves: its scores, and the kept rows (float32, normalized)."""
+    """What one pass over the shard leaves: its scores (one column per part of the score), and the
+    kept rows (float32, normalized)."""
 
     scores: np.ndarray
     kept: torch.Tensor
@@ -154,10 +155,15 @@ class FirstPass:
 
 def _score_block(name: str, knn: KnnScorer | None, features: np.ndarray, logits: np.ndarray,
                  labeled: np.ndarray) -> np.ndarray:
-    if knn is not None:
-        return knn.block(features.astype(np.float32), labeled)
-    with torch.no_grad():
-        return LOGIT_SCORES[name](torch.from_numpy(features), torch.from_numpy(logits)).numpy()
+    """``(rows, parts)``: each plain score that ``name`` is made of, for one block."""
+    columns = []
+    for part in score_parts(name):
+        if part == "knn":
+            columns.append(knn.block(features.astype(np.float32), labeled))
+        else:
+            with torch.no_grad():
+                columns.append(LOGIT_SCORES[part](torch.from_numpy(features), torch.from_numpy(logits)).numpy())
+    return np.stack(columns, axis=1)
 
 
 def first_pass(
@@ -173,7 +179,7 @@ def first_pass(
 ) -> FirstPass:
     """Read, check and score rows ``[shard.start, shard.stop)``; keep the rows at the sorted pool
     positions ``keep`` (k-means' training rows) as float32 on ``device``, normalized when asked."""
-    scores = np.empty(shard.stop - shard.start, dtype=np.float32)
+    scores = np.empty((shard.stop - shard.start, len(score_parts(score_name))), dtype=np.float32)
     kept = torch.empty((len(keep), reader.feature_dim), dtype=torch.float32, device=device)
     read_s = score_s = 0.0
     blocks = reader.iter_blocks(read_block_rows(reader), shard.start, shard.stop, None)
@@ -216,7 +222,7 @@ def select_streamed(reader: Any, ids: np.ndarray, config: SelectConfig, comm: Co
         trivial.notes[:0] = notes
         return trivial
     score_name, score_notes = resolve_score(params.score, len(reader.class_names))
-    knn = KnnScorer(reader.features(np.sort(labeled)), params.knn_k) if score_name == "knn" else None
+    knn = KnnScorer(reader.features(np.sort(labeled)), params.knn_k) if "knn" in score_parts(score_name) else None
     shard = Shard(*comm.row_range(n_items, reader.chunk_rows), candidates)
     device = torch.device("cuda") if torch.cuda.is_available() and resolve_backend(params.backend) != "faiss" else torch.device("cpu")
     if comm.device.type == "cuda":
@@ -243,9 +249,9 @@ def select_streamed(reader: Any, ids: np.ndarray, config: SelectConfig, comm: Co
     comm.agree(error)
     timings = {"read": pass_.seconds_read, "scores": pass_.seconds_score}
     began = time.perf_counter()
-    here = (labeled >= shard.start) & (labeled < shard.stop)
-    labeled_scores = comm.concat(pass_.scores[labeled[here] - shard.start])
-    scores = comm.concat(pass_.scores)
+    parts = comm.concat(pass_.scores)
+    scores = rank_mix(*parts.T) if score_name in MIXES else np.ascontiguousarray(parts[:, 0])
+    labeled_scores = scores[labeled]
     labeled_scores = threshold_scores(
         labeled_scores, lambda: reader.features(labeled), reader.labeled_classes, score_name, params,
         reader.provenance.get("head"), config.seed, score_notes,

@@ -19,7 +19,7 @@ from aloe.selector.view import RoundView
 from aloe.store import create_store
 
 C = 100.0  # a weak penalty: the in-sample scores are overconfident
-SCORE = SelectParams().score  # what score_round and select_round use by default
+SCORE = "msp"  # a logit score: the out-of-fold threshold refits the head to score with it
 
 
 def _view(per_class: list[int], seed: int = 0, head: dict | None = None) -> RoundView:
@@ -62,18 +62,18 @@ def test_out_of_fold_scores_look_less_known_than_in_sample_ones():
     view = _view([12, 10, 8, 6, 5])
     held = out_of_fold_scores(view.features[view.labeled_positions], view.labeled_classes, SCORE,
                               LinearHeadConfig(C=C), folds=5, seed=0)
-    in_sample = score_round(view, SelectParams(threshold="in_sample")).scores[view.labeled_positions]
+    in_sample = score_round(view, SelectParams(score=SCORE, threshold="in_sample")).scores[view.labeled_positions]
     assert np.nanmean(held) > in_sample.mean()
 
 
 def test_score_round_uses_out_of_fold_scores_for_tau_and_says_so():
     view = _view([12, 10, 8, 6, 1], head={"C": C})
-    scored = score_round(view, SelectParams(folds=4), seed=3)
+    scored = score_round(view, SelectParams(score=SCORE, folds=4), seed=3)
     held = out_of_fold_scores(view.features[view.labeled_positions], view.labeled_classes, SCORE,
                               LinearHeadConfig(C=C), folds=4, seed=3)
     assert scored.tau == ood_threshold(held[np.isfinite(held)], 0.95)
     assert any("out of 4 folds" in note for note in scored.notes)
-    paper = score_round(view, SelectParams(threshold="in_sample"), seed=3)
+    paper = score_round(view, SelectParams(score=SCORE, threshold="in_sample"), seed=3)
     assert paper.tau == ood_threshold(paper.scores[view.labeled_positions], 0.95)
     assert paper.tau != scored.tau
 
@@ -82,15 +82,15 @@ def test_score_round_uses_out_of_fold_scores_for_tau_and_says_so():
 def test_without_linear_head_settings_the_threshold_is_in_sample_with_a_note(head):
     view = _view([8, 8, 8], head=head)
     assert round_head_config(view.head) is None
-    scored = score_round(view, SelectParams())
+    scored = score_round(view, SelectParams(score=SCORE))
     assert scored.tau == ood_threshold(scored.scores[view.labeled_positions], 0.95)
     assert any("used in-sample" in note for note in scored.notes)
 
 
 def test_same_seed_same_batch_and_the_selection_records_the_threshold_kind():
     view = _view([12, 10, 8, 6], head={"C": C})
-    a = run_strategy(view, "aloe", 5, seed=11)
-    b = run_strategy(view, "aloe", 5, seed=11)
+    a = run_strategy(view, "aloe", 5, seed=11, params=SelectParams(score=SCORE))
+    b = run_strategy(view, "aloe", 5, seed=11, params=SelectParams(score=SCORE))
     np.testing.assert_array_equal(a.positions, b.positions)
     assert a.tau == b.tau and a.params["threshold"] == "out_of_fold" and a.params["folds"] == 5
 
@@ -103,10 +103,17 @@ def test_a_stored_linear_round_gets_the_same_out_of_fold_tau_streamed_or_in_memo
                                provenance={"head": LinearHeadConfig(C=C).model_dump()}, feature_dtype="float32")
     writer.write(view.features, view.logits)
     writer.commit()
-    in_memory = select_round(store, 0, SelectConfig(budget=6, seed=2, stream="never"))
-    streamed = select_round(store, 0, SelectConfig(budget=6, seed=2, stream="always"))
+    in_memory = select_round(store, 0, SelectConfig(budget=6, seed=2, score=SCORE, stream="never"))
+    streamed = select_round(store, 0, SelectConfig(budget=6, seed=2, score=SCORE, stream="always"))
     held = out_of_fold_scores(view.features[view.labeled_positions], view.labeled_classes, SCORE,
                               LinearHeadConfig(C=C), folds=5, seed=2)
     assert in_memory.tau == streamed.tau == ood_threshold(held, 0.95)
     np.testing.assert_array_equal(streamed.positions, in_memory.positions)
     assert any("out of 5 folds" in note for note in streamed.notes)
+
+
+def test_a_mixed_score_takes_tau_in_sample_and_says_why():
+    view = _view([12, 10, 8, 6], head={"C": C})
+    scored = score_round(view, SelectParams(score="msp+knn"))
+    assert scored.tau == ood_threshold(scored.scores[view.labeled_positions], 0.95)
+    assert any("msp+knn has no out-of-fold form" in note for note in scored.notes)

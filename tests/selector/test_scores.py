@@ -1,4 +1,4 @@
-"""OOD scores: GradNorm against autograd, orientation properties, knn against brute force, fallback."""
+"""OOD scores: GradNorm against autograd, orientation properties, knn against brute force, the rank mix, fallback."""
 
 from __future__ import annotations
 
@@ -10,7 +10,16 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from aloe.errors import AloeError
-from aloe.selector.scores import LOGIT_SCORES, compute_scores, energy, gradnorm, knn_scores, maxlogit, msp
+from aloe.selector.scores import (
+    LOGIT_SCORES,
+    compute_scores,
+    energy,
+    gradnorm,
+    knn_scores,
+    maxlogit,
+    msp,
+    rank_mix,
+)
 from aloe.selector.view import RoundView
 
 
@@ -122,3 +131,35 @@ def test_blocked_scores_equal_one_block_and_fallback_is_recorded():
     assert fallback.name == "knn" and "knn" in fallback.notes[0]
     with pytest.raises(AloeError, match="unknown score"):
         compute_scores(view, "odin")
+
+
+def _naive_percentile_ranks(values: np.ndarray) -> np.ndarray:
+    """Average rank (1-based, ties share it) over N, by comparing every pair."""
+    below = (values[None, :] < values[:, None]).sum(axis=1)
+    equal = (values[None, :] == values[:, None]).sum(axis=1)
+    return (below + (equal + 1) / 2.0) / len(values)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arrays(np.float32, st.integers(1, 40), elements=st.sampled_from([-1.0, 0.0, 0.5, 2.0, 3.5])),
+    st.randoms(use_true_random=False),
+)
+def test_rank_mix_is_the_mean_percentile_rank_and_monotone(first, random):
+    second = np.array([random.choice([0.1, 0.2, 0.3]) for _ in first], dtype=np.float32)
+    mixed = rank_mix(first, second)
+    expected = (_naive_percentile_ranks(first) + _naive_percentile_ranks(second)) / 2
+    np.testing.assert_allclose(mixed, expected, rtol=1e-6)
+    assert ((mixed > 0) & (mixed <= 1)).all()
+    dominates = (first[:, None] >= first[None, :]) & (second[:, None] >= second[None, :])
+    assert (mixed[:, None] >= mixed[None, :] - 1e-7)[dominates].all()  # more unknown on both: not lower
+
+
+def test_msp_knn_is_the_rank_mix_of_its_parts():
+    view = _view(3)
+    mixed = compute_scores(view, "msp+knn", block_rows=5)
+    parts = [compute_scores(view, name).scores for name in ("msp", "knn")]
+    assert mixed.name == "msp+knn" and not mixed.notes
+    np.testing.assert_array_equal(mixed.scores, rank_mix(*parts))
+    fallback = compute_scores(_view(1), "msp+knn")
+    assert fallback.name == "knn" and "msp+knn needs >= 2 known classes" in fallback.notes[0]

@@ -57,7 +57,7 @@ def test_selects_writes_csv_records_and_summarises(built, tmp_path, capsys):
     for text in ("tau", "k = 16 clusters", "flagged OOD", "OOD ratio of the chosen clusters", "time:", "kmeans"):
         assert text in stdout
     attrs, arrays = open_store(root / "s.zarr").read_selection(0, "first")
-    assert attrs["strategy"] == "aloe" and attrs["k"] == 16 and attrs["score"] == "msp"
+    assert attrs["strategy"] == "aloe" and attrs["k"] == 16 and attrs["score"] == "msp+knn"
     assert list(arrays["chosen_ids"]) == ids
     assert arrays["scores"].shape == (len(pool.ids),) and (arrays["clusters"][labeled] == -1).all()
     assert set(attrs["timings"]) >= {"read", "scores", "threshold", "kmeans", "rank", "total"}

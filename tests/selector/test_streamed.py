@@ -67,12 +67,14 @@ def test_permutation_head_is_faiss_rand_perm(n, count, seed):
     np.testing.assert_array_equal(faiss_permutation_head(n, count, seed), perm[: min(n, count)])
 
 
+@pytest.mark.parametrize("score", ["msp", "knn", "msp+knn"])
 @pytest.mark.parametrize("strategy", ["aloe", "ood"])
-def test_streamed_selection_equals_the_in_memory_one(pool_store, strategy):
+def test_streamed_selection_equals_the_in_memory_one(pool_store, strategy, score):
     path, _ = pool_store
     store = open_store(path)
-    in_memory = select_round(store, 0, SelectConfig(budget=10, strategy=strategy, seed=4, stream="never"))
-    streamed = select_round(store, 0, SelectConfig(budget=10, strategy=strategy, seed=4, stream="always"))
+    config = {"budget": 10, "strategy": strategy, "seed": 4, "score": score}
+    in_memory = select_round(store, 0, SelectConfig(**config, stream="never"))
+    streamed = select_round(store, 0, SelectConfig(**config, stream="always"))
     np.testing.assert_array_equal(streamed.positions, in_memory.positions)
     np.testing.assert_array_equal(streamed.scores, in_memory.scores)
     assert streamed.tau == in_memory.tau
