@@ -33,7 +33,8 @@ Example:
 @click.option("--budget", type=int, default=None, help="Batch size B (required here or in --config).")
 @click.option("--strategy", type=click.Choice(list(STRATEGIES)), default=None,
               help=f"Selection strategy [default: aloe]. {_STRATEGY_HELP}.")
-@click.option("--score", type=click.Choice(list(SCORES)), default=None, help="OOD score [default: msp+knn; gradnorm is the paper's].")
+@click.option("--score", type=click.Choice(list(SCORES)), default=None,
+              help="OOD score [default: msp+knn; gradnorm is the paper's].")
 @click.option("--tpr", type=float, default=None, help="Share of labeled items kept in-distribution [0.95].")
 @click.option("--threshold", type=click.Choice(["out_of_fold", "in_sample"]), default=None,
               help="Labeled scores tau is the --tpr quantile of: out_of_fold (each item scored by the round's "

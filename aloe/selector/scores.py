@@ -76,7 +76,7 @@ def rank_mix(*components: np.ndarray) -> np.ndarray:
     """
     mixed = np.zeros(len(components[0]), dtype=np.float64)
     for values in components:
-        unique, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+        _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
         last = np.cumsum(counts)
         mixed += ((last - (counts - 1) / 2.0) / len(values))[inverse]
     return (mixed / len(components)).astype(np.float32)
@@ -160,7 +160,7 @@ def resolve_score(name: str, n_classes: int) -> tuple[str, list[str]]:
 
 def compute_scores(
     view: RoundView,
-    name: str = "msp",
+    name: str = "msp+knn",
     *,
     knn_k: int = 1,
     device: str | torch.device = "cpu",

@@ -4,7 +4,8 @@ For each pool size (default 100,000; ``--sizes 100000 1000000`` for the full iss
 store of N x 512 features (float16 in Zarr), C = 100 known classes, 1,000 labels is written, then
 three measurements run one after another, each in its own fresh process (so each peak RSS is its own):
 
-- ``aloe``: :func:`aloe.selector.select.select_round` with B = 500 (k = 1,000): store read, scores,
+- ``aloe``: :func:`aloe.selector.select.select_round` with B = 500 (k = 1,000) and the GradNorm score
+  (the score the plain version below implements): store read, scores,
   threshold, k-means (FAISS CPU, every point used), ranking;
 - ``faiss``: ``faiss.Kmeans`` alone, same features (the unlabeled rows, L2-normalized, already in
   memory), same k, iterations, seed and training points; ``train`` timed alone and with the final
@@ -54,7 +55,7 @@ def child_aloe(store_path: Path, budget: int, niter: int) -> dict:
     store = open_store(store_path)
     before = _rss_mib()
     started = time.perf_counter()
-    selection = select_round(store, 0, SelectConfig(budget=budget, backend="faiss", niter=niter, seed=0))
+    selection = select_round(store, 0, SelectConfig(budget=budget, backend="faiss", niter=niter, seed=0, score="gradnorm"))
     wall = time.perf_counter() - started
     return {"wall_s": wall, "timings": selection.timings, "k": selection.k, "notes": selection.notes,
             "rss_before_mib": before, "peak_rss_mib": _peak_mib(), "batch": selection.positions.tolist()}
