@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import yaml
 
+from aloe.cli import cli as aloe_cli
 from aloe.internal.cli import run_cli
 from aloe.embedder.cli import command
 from aloe.store import open_store
@@ -18,11 +23,16 @@ from aloe.store import open_store
 REPO = Path(__file__).resolve().parents[2]
 
 
+LAUNCHER = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+            "OMP_NUM_THREADS": "1"}
+
+
 def _torchrun(*argv: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    return subprocess.run([*launcher, "-m", "aloe.embedder.cli", *argv], env=env, capture_output=True, text=True,
+    return subprocess.run([*LAUNCHER, "-m", "aloe.embedder.cli", *argv], env=_env(), capture_output=True, text=True,
                           timeout=300)
 
 
@@ -99,3 +109,43 @@ def test_finetune_mode_trains_with_ddp_over_two_ranks(tmp_path, tiny_clip, pool_
     round_ = store.round(0)
     assert round_.provenance["training"]["ranks"] == 2 and round_.provenance["training"]["steps"] >= 1
     assert np.isfinite(round_.features()).all() and store.incomplete_rounds() == []
+
+
+def test_a_killed_rank_publishes_nothing_and_the_rerun_writes_the_round(tmp_path):
+    """SIGKILL rank 1 while the round is being written: torchrun stops rank 0, no round is published,
+    the store checks clean, and the same command run again writes the round one process writes."""
+    rng = np.random.default_rng(1)
+    n = 400_000
+    ids = np.array([f"item{i:06d}" for i in range(n)])
+    np.savez(tmp_path / "pool.npz", ids=ids, features=rng.standard_normal((n, 32)).astype(np.float32))
+    (tmp_path / "labels.csv").write_text("id,label\n" + "".join(f"{ids[i]},c{i % 3}\n" for i in range(0, 30)))
+    argv = ["--from-features", str(tmp_path / "pool.npz"), "--labels", str(tmp_path / "labels.csv")]
+    store = tmp_path / "killed.zarr"
+    process = subprocess.Popen([*LAUNCHER, "-m", "aloe.embedder.cli", *argv, "--store", str(store)], env=_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    staging = store / ".staging"
+
+    def rank_one_is_writing() -> bool:
+        if not (staging.is_dir() and any(staging.iterdir())):
+            return False
+        for child in psutil.Process(process.pid).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if child.environ().get("RANK") == "1":
+                    child.send_signal(signal.SIGKILL)
+                    return True
+        return False
+
+    deadline = time.monotonic() + 120
+    while not rank_one_is_writing():
+        assert process.poll() is None, "the run ended before rank 1 could be killed"
+        assert time.monotonic() < deadline, "rank 1 never started writing"
+        time.sleep(0.01)
+    assert process.wait(timeout=120) != 0
+    assert open_store(store).rounds() == []
+    assert run_cli(aloe_cli, ["store", "check", str(store)]) == 0
+    done = _torchrun(*argv, "--store", str(store))
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = tmp_path / "one.zarr"
+    assert run_cli(command, [*argv, "--store", str(one)]) == 0
+    np.testing.assert_array_equal(open_store(store).round(0).features(), open_store(one).round(0).features())
+    assert open_store(store).incomplete_rounds() == []
