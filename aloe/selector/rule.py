@@ -119,10 +119,14 @@ def cluster_unlabeled(
     return result
 
 
-def cluster_max(assignment: np.ndarray, scores: np.ndarray, k: int) -> torch.Tensor:
-    """Highest score of each of the ``k`` clusters (float64, ``-inf`` for an empty one): one scatter."""
-    cluster = torch.from_numpy(np.asarray(assignment, dtype=np.int64))
-    score = torch.from_numpy(np.asarray(scores, dtype=np.float64))
+def cluster_tensors(assignment: np.ndarray, scores: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """``assignment`` as int64 and ``scores`` as float64 tensors, for the per-cluster reductions."""
+    return (torch.from_numpy(np.asarray(assignment, dtype=np.int64)),
+            torch.from_numpy(np.asarray(scores, dtype=np.float64)))
+
+
+def cluster_max(cluster: torch.Tensor, score: torch.Tensor, k: int) -> torch.Tensor:
+    """Highest ``score`` of each of the ``k`` clusters (``-inf`` for an empty one): one scatter."""
     return torch.full((k,), -torch.inf, dtype=torch.float64).scatter_reduce(0, cluster, score, "amax")
 
 
@@ -139,7 +143,7 @@ def rank_clusters(
     counts = np.bincount(assignment, minlength=k)
     n_flagged = np.bincount(assignment, weights=flagged.astype(np.float64), minlength=k)
     ratios = n_flagged / np.maximum(counts, 1)
-    top_scores = cluster_max(assignment, scores, k).numpy()
+    top_scores = cluster_max(*cluster_tensors(assignment, scores), k).numpy()
     nonempty = np.flatnonzero(counts > 0)
     order = np.lexsort((nonempty, -top_scores[nonempty], -ratios[nonempty]))
     return ratios, nonempty[order]
@@ -151,9 +155,8 @@ def best_member(assignment: np.ndarray, scores: np.ndarray, positions: np.ndarra
     Ties go to the lower position. Two O(N) scatter-reductions (highest score per cluster, then the
     lowest position among the members that reach it), no sort.
     """
-    cluster = torch.from_numpy(np.asarray(assignment, dtype=np.int64))
-    score = torch.from_numpy(np.asarray(scores, dtype=np.float64))
-    best = cluster_max(assignment, scores, k)
+    cluster, score = cluster_tensors(assignment, scores)
+    best = cluster_max(cluster, score, k)
     hit = score == best[cluster]
     none = torch.iinfo(torch.int64).max
     position = torch.from_numpy(np.asarray(positions, dtype=np.int64))

@@ -119,6 +119,54 @@ class KnnScorer:
         return scores.astype(np.float32)
 
 
+def score_block(
+    name: str,
+    knn: KnnScorer | None,
+    features: np.ndarray,
+    logits: np.ndarray | None,
+    labeled: np.ndarray,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """``(rows, parts)`` float32: each plain score that ``name`` is made of (:func:`score_parts`), for
+    one block of rows. ``knn`` scores the ``knn`` part (``labeled`` marks the block's rows that are in
+    its index); ``logits`` are only read by logit scores."""
+    columns = []
+    for part in score_parts(name):
+        if part == "knn":
+            columns.append(knn.block(features, labeled))
+        else:
+            with torch.no_grad():
+                h, z = torch.from_numpy(features).to(device), torch.from_numpy(logits).to(device)
+                columns.append(LOGIT_SCORES[part](h, z).cpu().numpy())
+    return np.stack(columns, axis=1)
+
+
+def combine_parts(name: str, parts: np.ndarray) -> np.ndarray:
+    """Score ``name`` for the whole pool from its parts' columns (``N x parts``): their rank mix for a
+    mix (:data:`MIXES`), the one column otherwise."""
+    return rank_mix(*parts.T) if name in MIXES else np.ascontiguousarray(parts[:, 0])
+
+
+def _pool_parts(
+    name: str,
+    knn: KnnScorer | None,
+    features: np.ndarray,
+    logits: np.ndarray | None,
+    labeled_positions: np.ndarray,
+    block_rows: int,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """:func:`score_block` over every row, ``block_rows`` rows at a time: ``(N, parts)``."""
+    labeled = np.zeros(len(features), dtype=bool)
+    labeled[labeled_positions] = True
+    out = np.empty((len(features), len(score_parts(name))), dtype=np.float32)
+    for start in range(0, len(features), block_rows):
+        stop = min(start + block_rows, len(features))
+        block_logits = None if logits is None else logits[start:stop]
+        out[start:stop] = score_block(name, knn, features[start:stop], block_logits, labeled[start:stop], device)
+    return out
+
+
 def knn_scores(
     features: np.ndarray,
     labeled_positions: np.ndarray,
@@ -128,13 +176,7 @@ def knn_scores(
     """:class:`KnnScorer` over every row of ``features``, ``block_rows`` rows at a time."""
     positions = np.asarray(labeled_positions, dtype=np.int64)
     scorer = KnnScorer(features[np.sort(positions)], k)
-    labeled = np.zeros(len(features), dtype=bool)
-    labeled[positions] = True
-    out = np.empty(len(features), dtype=np.float32)
-    for start in range(0, len(features), block_rows):
-        stop = min(start + block_rows, len(features))
-        out[start:stop] = scorer.block(features[start:stop], labeled[start:stop])
-    return out
+    return _pool_parts("knn", scorer, features, None, positions, block_rows)[:, 0]
 
 
 @dataclass
@@ -172,18 +214,7 @@ def compute_scores(
     Raises :class:`AloeError` for an unknown score name or a round without labeled items.
     """
     name, notes = resolve_score(name, view.n_classes)
-    if name in MIXES:
-        parts = [compute_scores(view, part, knn_k=knn_k, device=device, block_rows=block_rows).scores
-                 for part in MIXES[name]]
-        return ScoreResult(rank_mix(*parts), name, notes)
-    if name == "knn":
-        return ScoreResult(knn_scores(view.features, view.labeled_positions, knn_k, block_rows), name, notes)
-    function = LOGIT_SCORES[name]
-    out = np.empty(view.n_items, dtype=np.float32)
-    with torch.no_grad():
-        for start in range(0, view.n_items, block_rows):
-            stop = min(start + block_rows, view.n_items)
-            h = torch.from_numpy(view.features[start:stop]).to(device)
-            z = torch.from_numpy(view.logits[start:stop]).to(device)
-            out[start:stop] = function(h, z).cpu().numpy()
-    return ScoreResult(out, name, notes)
+    positions = np.asarray(view.labeled_positions, dtype=np.int64)
+    knn = KnnScorer(view.features[np.sort(positions)], knn_k) if "knn" in score_parts(name) else None
+    parts = _pool_parts(name, knn, view.features, view.logits, positions, block_rows, device)
+    return ScoreResult(combine_parts(name, parts), name, notes)

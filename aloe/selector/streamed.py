@@ -27,7 +27,7 @@ from aloe.selector.clustering import default_block_rows, resolve_backend, traini
 from aloe.selector.config import SelectConfig, SelectParams
 from aloe.selector.lloyd import TensorSource, assign, initial_rows, lloyd, training_sample
 from aloe.selector.rule import Scored, aloe_from_clusters, aloe_k, ood_from_scores, row_norms
-from aloe.selector.scores import LOGIT_SCORES, MIXES, KnnScorer, rank_mix, resolve_score, score_parts
+from aloe.selector.scores import KnnScorer, combine_parts, resolve_score, score_block, score_parts
 from aloe.selector.selection import Selection
 from aloe.selector.strategies import trivial_selection
 from aloe.selector.heldout import threshold_scores
@@ -153,19 +153,6 @@ class FirstPass:
     seconds_score: float
 
 
-def _score_block(name: str, knn: KnnScorer | None, features: np.ndarray, logits: np.ndarray,
-                 labeled: np.ndarray) -> np.ndarray:
-    """``(rows, parts)``: each plain score that ``name`` is made of, for one block."""
-    columns = []
-    for part in score_parts(name):
-        if part == "knn":
-            columns.append(knn.block(features.astype(np.float32), labeled))
-        else:
-            with torch.no_grad():
-                columns.append(LOGIT_SCORES[part](torch.from_numpy(features), torch.from_numpy(logits)).numpy())
-    return np.stack(columns, axis=1)
-
-
 def first_pass(
     reader: Any,
     ids: np.ndarray,
@@ -192,7 +179,7 @@ def first_pass(
         read = time.perf_counter()
         check_finite("features", features, ids, offset=start)
         check_finite("logits", logits, ids, offset=start)
-        scores[start - shard.start : stop - shard.start] = _score_block(
+        scores[start - shard.start : stop - shard.start] = score_block(
             score_name, knn, features, logits, labeled_mask[start:stop]
         )
         lo, hi = np.searchsorted(keep, [start, stop])
@@ -249,8 +236,7 @@ def select_streamed(reader: Any, ids: np.ndarray, config: SelectConfig, comm: Co
     comm.agree(error)
     timings = {"read": pass_.seconds_read, "scores": pass_.seconds_score}
     began = time.perf_counter()
-    parts = comm.concat(pass_.scores)
-    scores = rank_mix(*parts.T) if score_name in MIXES else np.ascontiguousarray(parts[:, 0])
+    scores = combine_parts(score_name, comm.concat(pass_.scores))
     labeled_scores = scores[labeled]
     labeled_scores = threshold_scores(
         labeled_scores, lambda: reader.features(labeled), reader.labeled_classes, score_name, params,
