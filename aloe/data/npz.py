@@ -1,8 +1,10 @@
-"""Reading user-supplied npz files (``allow_pickle=False``) and hashing them for cache keys."""
+"""Reading user-supplied npz files (``allow_pickle=False``), hashing them for cache keys, and saving
+npz files atomically."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -42,14 +44,6 @@ def read_npz(path: str | Path, keys: tuple[str, ...] | None = None) -> dict[str,
         raise AloeError(f"{path}: not a readable npz file ({exc})") from None
 
 
-def npz_ids(path: str | Path) -> np.ndarray:
-    """Only the ``ids`` of an npz, as str (:func:`load_features_npz` checks them with the features);
-    :class:`AloeError` for ids that labels could not name (see :func:`aloe.labels.check_pool_ids`)."""
-    ids = read_npz(path, ("ids",))["ids"].astype(str)
-    check_pool_ids(ids.tolist(), str(path))
-    return ids
-
-
 def load_features_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read and check ``ids`` and ``features`` from an npz; return ``(ids as str, features float32)``."""
     arrays = read_npz(path, ("ids", "features"))
@@ -65,3 +59,13 @@ def load_features_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         first = int(np.argmax(bad))
         raise AloeError(f"{path}: {int(bad.sum())} feature rows hold NaN or inf (first: row {first})")
     return ids, features
+
+
+def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    """Save ``arrays`` as an npz at ``path`` (its folder made) through a temporary file and a rename:
+    a reader never meets half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("wb") as handle:
+        np.savez(handle, **arrays)
+    os.replace(temporary, path)

@@ -31,9 +31,9 @@ from torchvision.ops import roi_align
 
 from aloe.data.images import UNREADABLE
 from aloe.data.sources import ArrayImageSource, FileImageSource, ImageSource
+from aloe.embedder.transforms import CROP_SCALE
 
 JPEG_MAGIC = b"\xff\xd8"
-SCALE = (0.7, 1.0)
 RATIO = (3 / 4, 4 / 3)
 
 
@@ -118,7 +118,7 @@ def centre_boxes(heights: np.ndarray, widths: np.ndarray) -> np.ndarray:
 
 
 def random_resized_boxes(heights: np.ndarray, widths: np.ndarray, rng: np.random.Generator,
-                         scale: tuple[float, float] = SCALE, ratio: tuple[float, float] = RATIO,
+                         scale: tuple[float, float] = CROP_SCALE, ratio: tuple[float, float] = RATIO,
                          attempts: int = 10) -> np.ndarray:
     """``(B, 4)`` random-resized-crop boxes, sampled as torchvision's ``RandomResizedCrop`` does.
 

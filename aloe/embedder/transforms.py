@@ -13,6 +13,7 @@ from torchvision import transforms as T
 from aloe.embedder.backbones import Backbone
 
 Augment = Literal["none", "crop", "crop_flip"]
+CROP_SCALE = (0.7, 1.0)  # the random resized crop keeps 70-100% of the image area
 
 
 def eval_transform(backbone: Backbone) -> T.Compose:
@@ -31,7 +32,7 @@ def train_transform(backbone: Backbone, augment: Augment) -> T.Compose:
     if augment == "none":
         return eval_transform(backbone)
     size = backbone.image_size
-    steps = [T.RandomResizedCrop(size, scale=(0.7, 1.0), interpolation=T.InterpolationMode.BICUBIC)]
+    steps = [T.RandomResizedCrop(size, scale=CROP_SCALE, interpolation=T.InterpolationMode.BICUBIC)]
     if augment == "crop_flip":
         steps.append(T.RandomHorizontalFlip())
     return T.Compose([*steps, T.PILToTensor()])

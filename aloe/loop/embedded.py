@@ -9,7 +9,7 @@ fine-tuning the backbone (:mod:`aloe.loop.finetune_run`).
 When the config names a ``test:`` dataset (the benchmark's own test split: CIFAR-100's test set, the
 published ImageNet-LT / Places365-LT test lists), its frozen features go to ``DIR/test-features.zarr``
 and the metrics use it; the whole pool stays in play. Without one, a stratified share of the pool is
-carved out (:func:`aloe.loop.oracle.make_oracle_pool`). ``pool.test_split`` says which.
+carved out (:func:`aloe.loop.oracle.make_oracle_pool`). ``pool.description["test_split"]`` says which.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ the same weights on a CPU), a killed pool pass continues from its last chunk, th
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from aloe.data.npz import save_npz_atomic
 from aloe.data.sources import ImageSource
 from aloe.data.subset import SubsetSource
 from aloe.embedder.backbones import Backbone
@@ -123,11 +123,7 @@ class FinetuneRun(Run):
                                quiet=True)
         readable = np.ones(len(self.pool.test_labels), dtype=bool)
         readable[list(report.skipped)] = False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(path.name + ".tmp")
-        with temporary.open("wb") as handle:
-            np.savez(handle, logits=logits.array(len(self.pool.class_names)), readable=readable)
-        os.replace(temporary, path)
+        save_npz_atomic(path, logits=logits.array(len(self.pool.class_names)), readable=readable)
 
     def evaluation(self, t: int, model: Any) -> tuple[np.ndarray, np.ndarray]:
         """The readable evaluation images' labels and the round's fine-tuned logits on them."""

@@ -34,11 +34,6 @@ class OracleLabels:
     description: dict
 
     @property
-    def test_split(self) -> str:
-        """Which test split the metrics use: the benchmark's own, given, or a stratified carve-out."""
-        return str(self.description.get("test_split", "given"))
-
-    @property
     def class_names(self) -> list[str]:
         """Every class of the pool, sorted."""
         return sorted(set(self.labels.tolist()))

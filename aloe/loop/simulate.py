@@ -27,7 +27,6 @@ directory. Every random choice is seeded.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -39,6 +38,7 @@ from pydantic import Field, field_validator
 
 from aloe.batchfile import write_batch_csv
 from aloe.config import StrictModel
+from aloe.data.npz import save_npz_atomic
 from aloe.embedder.head import LinearHeadConfig, fit_linear_head, head_logits
 from aloe.embedder.linear_round import ArrayFeatures, write_head_round
 from aloe.errors import AloeError
@@ -123,11 +123,7 @@ def _check_or_write_settings(out: Path, settings: SimulationSettings, pool: Orac
 
 def write_selection_record(path: Path, attrs: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     """Save a selection record as an npz: its arrays, and its attributes as JSON in ``attrs``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("wb") as handle:
-        np.savez(handle, attrs=np.array(json.dumps(attrs)), **arrays)
-    os.replace(temporary, path)
+    save_npz_atomic(path, attrs=np.array(json.dumps(attrs)), **arrays)
 
 
 def read_selection_record(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
