@@ -12,16 +12,10 @@ import numpy as np
 from aloe.errors import AloeError
 from aloe.labels import check_pool_ids
 
-READ_BYTES = 1 << 22
-
-
 def npz_digest(path: str | Path) -> str:
     """Content hash of a file (sha256, first 16 hex digits): the feature-cache key of an npz."""
-    digest = hashlib.sha256()
     with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(READ_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
+        return hashlib.file_digest(handle, "sha256").hexdigest()[:16]
 
 
 def read_npz(path: str | Path, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:

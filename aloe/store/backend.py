@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,16 @@ class NodeWriter(abc.ABC):
 
 
 class NodeReader(abc.ABC):
-    """A published node opened read-only; unreadable content raises :class:`DamagedNode`."""
+    """A published node opened read-only; unreadable content raises :class:`DamagedNode`.
+
+    Subclasses set ``_path``, the node on disk that damage messages name.
+    """
+
+    _path: Path
+
+    def _guard(self, what: str) -> AbstractContextManager[None]:
+        """:func:`damage_guard` for this node."""
+        return damage_guard(self._path, what)
 
     @abc.abstractmethod
     def attrs(self) -> dict[str, Any]:

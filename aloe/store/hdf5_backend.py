@@ -9,14 +9,13 @@ HDF5's Fletcher-32 checksum, so a garbled chunk is an error, not a silent wrong 
 from __future__ import annotations
 
 import json
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from aloe.store.backend import Backend, DamagedNode, NodeReader, NodeWriter, damage_guard, describe
+from aloe.store.backend import Backend, DamagedNode, NodeReader, NodeWriter, describe
 from aloe.store.schema import ATTRS_KEY
 
 SUFFIX = ".h5"
@@ -60,9 +59,6 @@ class Hdf5NodeReader(NodeReader):
     def __init__(self, handle: h5py.File, path: Path) -> None:
         self._file = handle
         self._path = path
-
-    def _guard(self, what: str) -> AbstractContextManager[None]:
-        return damage_guard(self._path, what)
 
     def attrs(self) -> dict[str, Any]:
         with self._guard("attributes"):

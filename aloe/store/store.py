@@ -21,7 +21,6 @@ from aloe.store.hdf5_backend import Hdf5Backend
 from aloe.store.readers import RoundReader, RowReader
 from aloe.store.schema import (
     CACHE,
-    ROUND_ARRAYS,
     ROUNDS,
     SCHEMA_VERSION,
     SELECTIONS,
@@ -37,7 +36,6 @@ from aloe.store.writer import (
     recover_replace,
     remove_path,
     staged_node,
-    staged_progress_files,
     write_arrays,
 )
 from aloe.store.zarr_backend import ZarrBackend
@@ -239,14 +237,6 @@ class Store:
                 f"{earlier[-1]} has {width}; a store holds one feature space (use a new store "
                 "for a different backbone)"
             )
-
-    def discard_incomplete(self, t: int) -> None:
-        """Remove the staged leftovers of round ``t`` (what a crashed writer left)."""
-        self._need_writable()
-        staging = self.backend.staging_path(self.path, ROUNDS, round_name(t))
-        remove_path(staging)
-        for path in staged_progress_files(staging):
-            remove_path(path)
 
     # selections ---------------------------------------------------------------------------
 

@@ -336,10 +336,7 @@ class StagedWriter:
         node = self._backend.new_node(self._staging)
         for name, (width, dtype) in self._row_arrays.items():
             node.create_array(name, (self.n_items, width), dtype, chunk_rows=self.chunk_rows)
-        for name, values in static_arrays.items():
-            node.create_array(name, values.shape, values.dtype)
-            if len(values):
-                node.write_rows(name, 0, values)
+        write_arrays(node, static_arrays)
         node.set_attrs(self._attrs)
         node.flush()
         return node

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import numpy as np
 import zarr
 from zarr.codecs import Crc32cCodec
 
-from aloe.store.backend import Backend, DamagedNode, NodeReader, NodeWriter, damage_guard, describe
+from aloe.store.backend import Backend, DamagedNode, NodeReader, NodeWriter, describe
 from aloe.store.schema import ATTRS_KEY
 
 STAGING = ".staging"
@@ -72,9 +71,6 @@ class ZarrNodeReader(NodeReader):
         self._path = path
         self._arrays: dict[str, zarr.Array] = {}
 
-    def _guard(self, what: str) -> AbstractContextManager[None]:
-        return damage_guard(self._path, what)
-
     def attrs(self) -> dict[str, Any]:
         with self._guard("attributes"):
             attrs = self._group.attrs.get(ATTRS_KEY, {})
@@ -115,12 +111,12 @@ class ZarrNodeReader(NodeReader):
         for coords in itertools.product(*map(range, array.cdata_shape)):
             key = encoding.encode_chunk_key(coords)
             chunk = self._path / name / key
-            if not chunk.is_file():
-                raise DamagedNode(self._path, f"array '{name}' chunk {key} is missing")
-            if expected is not None and chunk.stat().st_size != expected:
-                raise DamagedNode(
-                    self._path, f"array '{name}' chunk {key} has {chunk.stat().st_size} bytes, not {expected}"
-                )
+            try:
+                size = chunk.stat().st_size
+            except FileNotFoundError:
+                raise DamagedNode(self._path, f"array '{name}' chunk {key} is missing") from None
+            if expected is not None and size != expected:
+                raise DamagedNode(self._path, f"array '{name}' chunk {key} has {size} bytes, not {expected}")
 
     def info(self, name):
         array = self._array(name)
