@@ -253,4 +253,4 @@ class Classifier(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits of a batch of uint8 images."""
-        return self.head(self.module(self.backbone.normalize(images)).float())
+        return self.head(self.backbone(images).float())
