@@ -165,6 +165,34 @@ def best_member(assignment: np.ndarray, scores: np.ndarray, positions: np.ndarra
     return chosen.numpy()
 
 
+def pick_from_top_clusters(
+    assignment: np.ndarray, scores: np.ndarray, positions: np.ndarray, ranked: np.ndarray, budget: int,
+    per_cluster: int,
+) -> np.ndarray:
+    """Step 6: up to ``per_cluster`` highest-score members of each of the top ``budget`` clusters of
+    ``ranked``, and of those the ``budget`` with the highest scores.
+
+    ``assignment``, ``scores`` and ``positions`` cover the clustered items, in the same order. With
+    ``per_cluster = 1`` this is the paper's step: the highest-score member of each top cluster.
+    Ties go to the lower position. The batch is ordered by pick (a cluster's best member first, then
+    its runner-up, ...), then by cluster rank.
+    """
+    cluster_rank = np.full(int(assignment.max(initial=-1)) + 1, len(ranked), dtype=np.int64)
+    top = ranked[:budget]
+    cluster_rank[top] = np.arange(len(top))
+    members = np.flatnonzero(cluster_rank[assignment] < len(top))
+    member_rank = cluster_rank[assignment[members]]
+    members = members[np.lexsort((positions[members], -scores[members], member_rank))]
+    member_rank = cluster_rank[assignment[members]]
+    first = np.searchsorted(member_rank, member_rank)
+    pick = np.arange(len(members)) - first
+    kept = members[pick < per_cluster]
+    kept_pick = pick[pick < per_cluster]
+    chosen = np.lexsort((positions[kept], -scores[kept]))[:budget]
+    order = np.lexsort((cluster_rank[assignment[kept[chosen]]], kept_pick[chosen]))
+    return positions[kept[chosen][order]]
+
+
 def choose_from_clusters(
     unlabeled: np.ndarray,
     scores: np.ndarray,
@@ -172,23 +200,26 @@ def choose_from_clusters(
     assignment: np.ndarray,
     k: int,
     budget: int,
+    per_cluster: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Steps 4-6 from the clusters of the ``unlabeled`` positions: ``(batch, cluster ratios, notes)``.
 
     ``scores`` and ``flagged`` cover the whole pool; ``assignment`` the unlabeled positions, in order.
-    The top ``budget`` clusters (:func:`rank_clusters`) each give their highest-``o`` member; with
-    fewer non-empty clusters the rest of the batch is the highest-``o`` items not yet taken.
+    The top ``budget`` clusters (:func:`rank_clusters`) each offer up to ``per_cluster`` of their
+    highest-``o`` members and the batch is the ``budget`` highest-``o`` of those
+    (:func:`pick_from_top_clusters`); when they offer fewer, the rest of the batch is the
+    highest-``o`` items not yet taken.
     """
     unlabeled_scores = scores[unlabeled]
     ratios, ranked = rank_clusters(assignment, unlabeled_scores, flagged[unlabeled], k)
-    best = best_member(assignment, unlabeled_scores, unlabeled, k)
-    chosen = best[ranked[:budget]]
+    chosen = pick_from_top_clusters(assignment, unlabeled_scores, unlabeled, ranked, budget, per_cluster)
     notes = []
     if len(chosen) < budget:
         rest = np.setdiff1d(unlabeled, chosen, assume_unique=True)
         fill = top_positions(scores[rest], rest, budget - len(chosen))
         chosen = np.concatenate([chosen, fill])
-        notes.append(f"{len(ranked)} non-empty clusters < budget {budget}: filled {len(fill)} by highest o")
+        notes.append(f"the top clusters offered {len(chosen) - len(fill)} items < budget {budget}: "
+                     f"filled {len(fill)} by highest o")
     return chosen, ratios, notes
 
 
@@ -229,7 +260,9 @@ def aloe_from_clusters(
     ``scored`` covers the whole pool; its notes and timings go into the selection (plus ``rank``).
     """
     started = time.perf_counter()
-    chosen, ratios, notes = choose_from_clusters(unlabeled, scored.scores, scored.flagged, assignment, k, budget)
+    chosen, ratios, notes = choose_from_clusters(
+        unlabeled, scored.scores, scored.flagged, assignment, k, budget, params.per_cluster
+    )
     clusters = np.full(len(scored.scores), -1, dtype=np.int64)
     clusters[unlabeled] = assignment
     return Selection(

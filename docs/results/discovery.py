@@ -64,7 +64,7 @@ def labels_to_find_all(features, labels, strategy, seed, budget, rounds, C, para
             return len(labeled), False
         names, classes, logits = fit_logits(features, labeled, labels, C)
         view = RoundView(ids, features, logits, labeled, classes, [str(c) for c in names], head={"C": C})
-        batch = run_strategy(view, strategy, budget, round_seed(seed, t + 1), params)
+        batch = run_strategy(view, strategy, budget, round_seed(seed, t), params)
         labeled = np.concatenate([labeled, np.asarray(batch.positions)])
     raise AssertionError("unreachable")
 

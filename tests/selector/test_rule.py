@@ -14,32 +14,38 @@ from aloe.selector.strategies import run_strategy
 from aloe.selector.view import RoundView
 
 
-def _naive_aloe_batch(clusters, scores, flagged, unlabeled, budget):
-    """Loop over clusters: (ratio desc, top o desc, id asc); each gives its highest-o member."""
+def _naive_aloe_batch(clusters, scores, flagged, unlabeled, budget, per_cluster=2):
+    """Loop over clusters: (ratio desc, top o desc, id asc); each of the top ``budget`` offers its
+    ``per_cluster`` highest-o members; the batch is the ``budget`` highest-o offers, ordered by
+    (pick, cluster rank), then the highest-o items left."""
     table = []
     for c in np.unique(clusters[unlabeled]):
-        members = unlabeled[clusters[unlabeled] == c]
+        members = sorted(unlabeled[clusters[unlabeled] == c], key=lambda p: (-scores[p], p))
         ratio = flagged[members].sum() / len(members)
-        best = min(members, key=lambda p: (-scores[p], p))
-        table.append((-ratio, -float(scores[best]), c, best))
+        table.append((-ratio, -float(scores[members[0]]), c, members))
     table.sort()
-    batch = [row[3] for row in table[:budget]]
+    offers = [(pick, rank, p) for rank, row in enumerate(table[:budget]) for pick, p in enumerate(row[3][:per_cluster])]
+    taken = sorted(offers, key=lambda offer: (-scores[offer[2]], offer[2]))[:budget]
+    batch = [p for _, _, p in sorted(taken)]
     rest = sorted((p for p in unlabeled if p not in batch), key=lambda p: (-scores[p], p))
     return np.array(batch + rest[: budget - len(batch)])
 
 
+@pytest.mark.parametrize("per_cluster", [1, 2, 3])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("budget", [5, 20])
-def test_aloe_batch_is_the_rule_applied_to_its_own_record(seed, budget):
+def test_aloe_batch_is_the_rule_applied_to_its_own_record(seed, budget, per_cluster):
     view, _ = build_view(seed=seed)
-    selection = select_aloe(view, budget, seed, SelectParams())
+    selection = select_aloe(view, budget, seed, SelectParams(per_cluster=per_cluster))
     assert selection.k == min(len(view.unlabeled_positions), 2 * max(budget, view.n_classes))
     assert len(np.unique(selection.clusters[view.unlabeled_positions])) <= selection.k
     assert (selection.clusters[view.labeled_positions] == -1).all()
     expected = _naive_aloe_batch(
-        selection.clusters, selection.scores, selection.flagged, view.unlabeled_positions, budget
+        selection.clusters, selection.scores, selection.flagged, view.unlabeled_positions, budget, per_cluster
     )
     np.testing.assert_array_equal(selection.positions, expected)
+    per_cluster_taken = np.bincount(selection.clusters[selection.positions])
+    assert per_cluster_taken.max() <= per_cluster
 
 
 def test_k_follows_the_multiplier_and_the_class_count():
@@ -60,17 +66,19 @@ def test_cluster_ties_break_by_top_score_then_id():
     np.testing.assert_array_equal(best, [11, 12, 14, 16, -1, 17])
 
 
-def test_fewer_non_empty_clusters_than_budget_fills_by_highest_score():
-    """Three distinct points, each repeated: k-means can only fill three clusters."""
+@pytest.mark.parametrize(("per_cluster", "budget"), [(1, 5), (2, 8)])
+def test_fewer_offers_than_budget_fills_by_highest_score(per_cluster, budget):
+    """Three distinct points, each repeated: k-means can only fill three clusters, which offer
+    ``3 * per_cluster`` items, two short of the budget."""
     rng = np.random.default_rng(0)
     features = np.repeat(np.eye(3, dtype=np.float32) + 1, 20, axis=0)
     logits = rng.standard_normal((60, 2)).astype(np.float32)
     view = RoundView([f"i{i}" for i in range(60)], features, logits, [0, 20], [0, 1], ["a", "b"])
-    selection = select_aloe(view, 5, 0, SelectParams(backend="torch"))
+    selection = select_aloe(view, budget, 0, SelectParams(backend="torch", per_cluster=per_cluster))
     assert any("filled 2 by highest o" in note for note in selection.notes)
-    assert len(np.unique(selection.positions)) == 5
+    assert len(np.unique(selection.positions)) == budget
     expected = _naive_aloe_batch(
-        selection.clusters, selection.scores, selection.flagged, view.unlabeled_positions, 5
+        selection.clusters, selection.scores, selection.flagged, view.unlabeled_positions, budget, per_cluster
     )
     np.testing.assert_array_equal(selection.positions, expected)
 
