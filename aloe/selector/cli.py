@@ -40,6 +40,8 @@ Example:
               help="Labeled scores tau is the --tpr quantile of: out_of_fold (each item scored by the round's "
                    "linear head refit without it; default) or in_sample (the paper: the head fit on them).")
 @click.option("--multiplier", type=int, default=None, help="k = multiplier * max(B, C) [default: 2].")
+@click.option("--per-cluster", type=int, default=None,
+              help="Most items one of the top B clusters gives [default: 2; 1 is the paper's rule].")
 @click.option("--seed", type=int, default=None, help="Seed of k-means and sampling [default: 0].")
 @click.option("--backend", type=click.Choice(BACKENDS), default=None,
               help="k-means backend [default: auto: FAISS GPU, else torch on CUDA, else FAISS CPU].")
@@ -66,6 +68,7 @@ def cli(
     tpr: float | None,
     threshold: str | None,
     multiplier: int | None,
+    per_cluster: int | None,
     seed: int | None,
     backend: str | None,
     stream: str | None,
@@ -86,7 +89,8 @@ def cli(
          (--threshold; the paper scores them in sample); o > tau flags an item OOD;
       3. k-means on the unlabeled items' L2-normalized features, k = multiplier * max(B, C);
       4. rank clusters by their share of flagged members (ties: higher top o);
-      5. from each of the top B clusters take its most-OOD member.
+      5. each of the top B clusters offers its --per-cluster most-OOD members (the paper: 1);
+         the batch is the B most-OOD of the offers.
     With no labels yet the batch is a uniform random sample. Other strategies run through the same
     interface for comparison. The same --name with the same settings reuses the recorded selection.
 
@@ -104,6 +108,7 @@ def cli(
         "tpr": tpr,
         "threshold": threshold,
         "multiplier": multiplier,
+        "per_cluster": per_cluster,
         "seed": seed,
         "backend": backend,
         "stream": stream,

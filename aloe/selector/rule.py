@@ -135,10 +135,10 @@ def rank_clusters(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Steps 4-5: OOD ratio per cluster and the non-empty clusters in rank order.
 
-    Rank: OOD ratio descending, then the cluster's highest ``o`` descending (the score of the member
-    it would give), then cluster id ascending (so the order is total and reproducible). When the
-    ratios tie (at 0, when no item clears ``tau``) the rule is thus the ``B`` highest-``o`` items
-    at most one per cluster. Returns ``(ratios (k,), ranked cluster ids)``.
+    Rank: OOD ratio descending, then the cluster's highest ``o`` descending (the score of the first
+    member it would give), then cluster id ascending (so the order is total and reproducible). When
+    the ratios tie (at 0, when no item clears ``tau``) the rule is thus the ``B`` highest-``o`` items
+    at most ``per_cluster`` per cluster. Returns ``(ratios (k,), ranked cluster ids)``.
     """
     counts = np.bincount(assignment, minlength=k)
     n_flagged = np.bincount(assignment, weights=flagged.astype(np.float64), minlength=k)
@@ -166,7 +166,7 @@ def best_member(assignment: np.ndarray, scores: np.ndarray, positions: np.ndarra
 
 
 def pick_from_top_clusters(
-    assignment: np.ndarray, scores: np.ndarray, positions: np.ndarray, ranked: np.ndarray, budget: int,
+    assignment: np.ndarray, scores: np.ndarray, positions: np.ndarray, ranked: np.ndarray, k: int, budget: int,
     per_cluster: int,
 ) -> np.ndarray:
     """Step 6: up to ``per_cluster`` highest-score members of each of the top ``budget`` clusters of
@@ -174,23 +174,25 @@ def pick_from_top_clusters(
 
     ``assignment``, ``scores`` and ``positions`` cover the clustered items, in the same order. With
     ``per_cluster = 1`` this is the paper's step: the highest-score member of each top cluster.
-    Ties go to the lower position. The batch is ordered by pick (a cluster's best member first, then
-    its runner-up, ...), then by cluster rank.
+    Ties go to the lower position. One :func:`best_member` pass per pick (O(N) each, no sort of the
+    pool). The batch is ordered by pick (each cluster's best member first, then the runners-up),
+    then by cluster rank.
     """
-    cluster_rank = np.full(int(assignment.max(initial=-1)) + 1, len(ranked), dtype=np.int64)
     top = ranked[:budget]
-    cluster_rank[top] = np.arange(len(top))
-    members = np.flatnonzero(cluster_rank[assignment] < len(top))
-    member_rank = cluster_rank[assignment[members]]
-    members = members[np.lexsort((positions[members], -scores[members], member_rank))]
-    member_rank = cluster_rank[assignment[members]]
-    first = np.searchsorted(member_rank, member_rank)
-    pick = np.arange(len(members)) - first
-    kept = members[pick < per_cluster]
-    kept_pick = pick[pick < per_cluster]
-    chosen = np.lexsort((positions[kept], -scores[kept]))[:budget]
-    order = np.lexsort((cluster_rank[assignment[kept[chosen]]], kept_pick[chosen]))
-    return positions[kept[chosen][order]]
+    remaining = np.ones(len(assignment), dtype=bool)
+    offers: list[np.ndarray] = []
+    for _ in range(per_cluster):
+        best = best_member(assignment[remaining], scores[remaining], positions[remaining], k)[top]
+        offers.append(best)
+        remaining &= ~np.isin(positions, best[best >= 0])
+    offered = np.stack(offers)  # (pick, cluster rank) -> position, -1 where the cluster ran out
+    pick, rank = np.nonzero(offered >= 0)
+    chosen = offered[pick, rank]
+    where = np.flatnonzero(np.isin(positions, chosen))
+    score_of = dict(zip(positions[where].tolist(), scores[where].tolist(), strict=True))
+    by_score = np.lexsort((chosen, -np.array([score_of[p] for p in chosen.tolist()], dtype=np.float64)))[:budget]
+    kept = np.sort(by_score)  # np.nonzero's order is (pick, cluster rank)
+    return chosen[kept]
 
 
 def choose_from_clusters(
@@ -212,7 +214,7 @@ def choose_from_clusters(
     """
     unlabeled_scores = scores[unlabeled]
     ratios, ranked = rank_clusters(assignment, unlabeled_scores, flagged[unlabeled], k)
-    chosen = pick_from_top_clusters(assignment, unlabeled_scores, unlabeled, ranked, budget, per_cluster)
+    chosen = pick_from_top_clusters(assignment, unlabeled_scores, unlabeled, ranked, k, budget, per_cluster)
     notes = []
     if len(chosen) < budget:
         rest = np.setdiff1d(unlabeled, chosen, assume_unique=True)
@@ -224,12 +226,13 @@ def choose_from_clusters(
 
 
 def select_aloe(view: RoundView, budget: int, seed: int, params: SelectParams) -> Selection:
-    """ALOE: k-means with a surplus of clusters, then the most-OOD member of the most-OOD clusters.
+    """ALOE: k-means with a surplus of clusters, then the most-OOD members of the most-OOD clusters.
 
     The rule: ``k = min(n_unlabeled, multiplier * max(B, C))``; clusters ranked by
-    OOD ratio (ties: higher top ``o``, then lower cluster id); the top ``B`` each give their
-    highest-``o`` unlabeled member; with fewer than ``B`` non-empty clusters the rest of the batch is
-    the highest-``o`` unlabeled items not yet taken.
+    OOD ratio (ties: higher top ``o``, then lower cluster id); the top ``B`` each offer their
+    ``per_cluster`` highest-``o`` unlabeled members (the paper: one) and the batch is the ``B``
+    highest-``o`` offers; when they offer fewer than ``B`` the rest of the batch is the highest-``o``
+    unlabeled items not yet taken.
     """
     scored = score_round(view, params, seed)
     timings = dict(scored.timings)

@@ -43,7 +43,7 @@ class Strategy:
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in (
-        Strategy("aloe", select_aloe, True, "most-OOD member of the most-OOD k-means clusters (default)"),
+        Strategy("aloe", select_aloe, True, "most-OOD members of the most-OOD k-means clusters (default)"),
         Strategy("random", select_random, False, "uniform sample"),
         Strategy("confidence", make_uncertainty_strategy("confidence"), True, "lowest top softmax"),
         Strategy("margin", make_uncertainty_strategy("margin"), True, "smallest top-2 softmax margin"),

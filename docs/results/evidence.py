@@ -9,6 +9,7 @@ rewrites the tables of ``docs/results/README.md`` between its ``evidence`` marke
     python docs/results/evidence.py                       # everything (hours on 2 CPU cores)
     python docs/results/evidence.py --pools digits-lt --seeds 0,1
     python docs/results/evidence.py --strategies aloe,random --tag before   # the "before" table
+    python docs/results/evidence.py --strategies aloe,ood,kmeans,random --seeds 0,1,...,19 --tag seeds-20
 """
 
 from __future__ import annotations
@@ -89,10 +90,12 @@ def pool_args(run: Run, directory: Path) -> list[str]:
     return ["--features", str(path)]
 
 
-def simulate(run: Run, pool: list[str], out: Path, strategy: str, seeds: str, jobs: int) -> None:
-    """``aloe simulate`` of one strategy into ``out`` (``--jobs`` where this version has it)."""
+def simulate(run: Run, pool: list[str], out: Path, strategy: str, seeds: str, jobs: int,
+             options: list[str]) -> None:
+    """``aloe simulate`` of one strategy into ``out`` with extra ``options`` (``--jobs`` where this
+    version has it)."""
     args = ["simulate", *pool, "--out", str(out), "--budget", str(run.budget), "--rounds", str(run.rounds),
-            "--seeds", seeds, "--strategy", strategy, "--quiet"]
+            "--seeds", seeds, "--strategy", strategy, "--quiet", *options]
     if "jobs" in {p.name for p in cli.commands["simulate"].params}:
         args += ["--jobs", str(jobs)]
     if run_cli(cli, args) != 0:
@@ -167,6 +170,9 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs") / "evidence")
     parser.add_argument("--refresh", default="", help="comma-separated strategies to rerun from scratch "
                         "(after a change to their rule)")
+    parser.add_argument("--simulate-option", action="append", default=[],
+                        help="an extra aloe simulate argument, repeatable: --simulate-option=--per-cluster "
+                             "--simulate-option=1 (with a --tag, as the runs differ)")
     args = parser.parse_args()
     os.chdir(ROOT)  # paths in the reports are relative to the repository
     known = {r.name: r for r in RUNS}
@@ -189,7 +195,7 @@ def main() -> None:
         for strategy, out in zip(strategies, parts, strict=True):
             if strategy in args.refresh.split(",") and out.exists():
                 shutil.rmtree(out)
-            simulate(run, pool, out, strategy, args.seeds, args.jobs)
+            simulate(run, pool, out, strategy, args.seeds, args.jobs, args.simulate_option)
         title = f"{run.about}" + (f" ({args.tag})" if args.tag else "")
         # every strategy run so far for this pool, so one rerun (--refresh) joins the others
         done = [runs_root / run.name / s for s in STRATEGIES if (runs_root / run.name / s / "metrics.csv").is_file()]

@@ -9,7 +9,14 @@ from hypothesis import strategies as st
 from selector_helpers import build_view
 
 from aloe.selector.config import SelectParams
-from aloe.selector.rule import best_member, rank_clusters, select_aloe, select_kmeans, select_ood
+from aloe.selector.rule import (
+    best_member,
+    pick_from_top_clusters,
+    rank_clusters,
+    select_aloe,
+    select_kmeans,
+    select_ood,
+)
 from aloe.selector.strategies import run_strategy
 from aloe.selector.view import RoundView
 
@@ -46,6 +53,31 @@ def test_aloe_batch_is_the_rule_applied_to_its_own_record(seed, budget, per_clus
     np.testing.assert_array_equal(selection.positions, expected)
     per_cluster_taken = np.bincount(selection.clusters[selection.positions])
     assert per_cluster_taken.max() <= per_cluster
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 5), st.integers(0, 3)), min_size=1, max_size=40),
+    st.integers(1, 8),
+    st.integers(1, 4),
+    st.randoms(use_true_random=False),
+)
+def test_picks_are_the_top_offers_of_the_top_clusters(items, budget, per_cluster, random):
+    """Against a plain loop, with many score ties: each of the top ``budget`` clusters offers its
+    ``per_cluster`` best members (score desc, position asc); the batch is the best ``budget`` offers,
+    ordered by (pick, cluster rank)."""
+    assignment = np.array([c for c, _ in items])
+    scores = np.array([float(s) for _, s in items])
+    positions = np.array(sorted(random.sample(range(100), len(items))))
+    ranked = np.array(random.sample(sorted(set(assignment.tolist())), len(set(assignment.tolist()))))
+    offers = []
+    for rank, c in enumerate(ranked[:budget]):
+        members = sorted(np.flatnonzero(assignment == c), key=lambda i: (-scores[i], positions[i]))
+        offers += [(pick, rank, i) for pick, i in enumerate(members[:per_cluster])]
+    taken = sorted(offers, key=lambda offer: (-scores[offer[2]], positions[offer[2]]))[:budget]
+    expected = [positions[i] for _, _, i in sorted(taken)]
+    got = pick_from_top_clusters(assignment, scores, positions, ranked, 6, budget, per_cluster)
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_k_follows_the_multiplier_and_the_class_count():

@@ -86,6 +86,23 @@ def test_default_names_differ_per_request_so_reselection_just_adds(built, tmp_pa
     assert len(set(open_store(root / "s.zarr").selections(0)) - before) == 3
 
 
+def test_per_cluster_caps_the_items_a_cluster_gives_and_is_recorded(built, tmp_path, capsys):
+    root, _, _ = built
+    counts = {}
+    for per_cluster in (1, 2, 8):
+        out = tmp_path / f"p{per_cluster}.csv"
+        args = ["--store", root / "s.zarr", "--budget", 8, "--per-cluster", per_cluster, "--name", f"p{per_cluster}"]
+        assert _run([*args, "--out", out], capsys)[0] == 0
+        counts[per_cluster] = np.unique([r["cluster"] for r in _read_csv(out)], return_counts=True)[1]
+        attrs, _ = open_store(root / "s.zarr").read_selection(0, f"p{per_cluster}")
+        assert attrs["params"]["per_cluster"] == per_cluster
+    assert counts[1].max() == 1 and len(counts[1]) == 8
+    assert counts[2].max() <= 2 and counts[8].max() > 2
+    code, _, err = _run(["--store", root / "s.zarr", "--budget", 8, "--per-cluster", 0, "--out", tmp_path / "z.csv"],
+                        capsys)
+    assert code == 2 and "per_cluster" in err and err.count("\n") == 1
+
+
 def test_config_file_and_flags(built, tmp_path, capsys):
     root, _, _ = built
     config = tmp_path / "select.yaml"
