@@ -52,7 +52,8 @@ def child_memory(store_path: str, mode: str, sample: int | None) -> dict:
     store = open_store(store_path)
     before = _status_kib("VmRSS")
     settings = {"in-memory": {"stream": "never", "backend": "faiss"}, "streamed": {"stream": "always"}}[mode]
-    config = SelectConfig(budget=500, niter=2, seed=0, kmeans_sample=sample, score="gradnorm", **settings)
+    config = SelectConfig(budget=500, niter=2, seed=0, kmeans_sample=sample, score="gradnorm", per_cluster=1,
+                          **settings)
     started = time.perf_counter()
     selection = select_round(store, 0, config)
     reader = store.round(0)

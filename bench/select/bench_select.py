@@ -55,7 +55,8 @@ def child_aloe(store_path: Path, budget: int, niter: int) -> dict:
     store = open_store(store_path)
     before = _rss_mib()
     started = time.perf_counter()
-    selection = select_round(store, 0, SelectConfig(budget=budget, backend="faiss", niter=niter, seed=0, score="gradnorm"))
+    selection = select_round(store, 0, SelectConfig(
+        budget=budget, backend="faiss", niter=niter, seed=0, score="gradnorm", per_cluster=1))
     wall = time.perf_counter() - started
     return {"wall_s": wall, "timings": selection.timings, "k": selection.k, "notes": selection.notes,
             "rss_before_mib": before, "peak_rss_mib": _peak_mib(), "batch": selection.positions.tolist()}

@@ -97,7 +97,8 @@ def main() -> None:
         path = Path(tmp) / "scale.zarr"
         build_s = build_round(path, args.n, args.dim)
         store = open_store(path, mode="r")
-        base = {"budget": args.budget, "backend": "torch", "niter": args.niter, "seed": 0, "score": "gradnorm"}
+        base = {"budget": args.budget, "backend": "torch", "niter": args.niter, "seed": 0, "score": "gradnorm",
+                "per_cluster": 1}
         runs = {}
         runs["streamed-cold"], streamed = measure(store, SelectConfig(**base, stream="always"))
         runs["streamed-warm"], again = measure(store, SelectConfig(**base, stream="always"))

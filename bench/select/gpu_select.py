@@ -48,7 +48,8 @@ def main() -> None:
         path = Path(tmp) / "gpu.zarr"
         build_s = build_round(path, args.n, args.dim, args.classes)
         store = open_store(path, mode="r")
-        config = SelectConfig(budget=args.budget, backend="torch", niter=args.niter, seed=0, score="gradnorm")
+        config = SelectConfig(budget=args.budget, backend="torch", niter=args.niter, seed=0, score="gradnorm",
+                              per_cluster=1)
         runs = []
         for _ in range(2):
             started = time.perf_counter()
