@@ -9,7 +9,7 @@ rewrites the tables of ``docs/results/README.md`` between its ``evidence`` marke
     python docs/results/evidence.py                       # everything (hours on 2 CPU cores)
     python docs/results/evidence.py --pools digits-lt --seeds 0,1
     python docs/results/evidence.py --strategies aloe,random --tag before   # the "before" table
-    python docs/results/evidence.py --strategies aloe,ood,kmeans,random --seeds 0,1,...,19 --tag seeds-20
+    python docs/results/evidence.py --strategies aloe,ood,kmeans,random --seeds $(seq -s, 0 19) --tag seeds-20
 """
 
 from __future__ import annotations
