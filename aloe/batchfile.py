@@ -77,14 +77,14 @@ def write_batch_csv(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def read_batch(path: str | Path) -> list[dict[str, str]]:
-    """The batch rows in file order; raises :class:`AloeError` for a missing, foreign or empty file."""
+    """The batch rows in file order; raises :class:`AloeError` for a missing, unreadable, non-UTF-8,
+    foreign or empty file, each with its own message."""
     path = Path(path)
     if not path.is_file():
         raise AloeError(f"batch file not found: {path}")
-    try:
-        _, rows = read_csv_rows(path, BATCH_COLUMNS)
-    except AloeError:
-        raise AloeError(f"{path}: not a batch file from aloe-select (columns {', '.join(BATCH_COLUMNS)})") from None
+    fields, rows = read_csv_rows(path, ())  # an unreadable or non-UTF-8 file says so itself
+    if any(column not in fields for column in BATCH_COLUMNS):
+        raise AloeError(f"{path}: not a batch file from aloe-select (columns {', '.join(BATCH_COLUMNS)})")
     if not rows:
         raise AloeError(f"{path}: the batch is empty")
     return [row for _, row in rows]

@@ -89,6 +89,14 @@ def test_import_rejects_malformed_files(run, capsys, files, message):
     assert code == 2 and message in capsys.readouterr().err
 
 
+def test_a_batch_file_that_is_not_utf8_is_named_as_such(run, capsys):
+    (run / "answers.csv").write_text("id,label\nb1,owl\n")
+    (run / "latin.csv").write_bytes(b"id,rank,cluster,ood_score,flagged\ncaf\xe9,1,0,0.5,1\n")
+    code = labels("import", run / "answers.csv", "--batch", run / "latin.csv", "--ledger", run / "ledger.csv")
+    err = capsys.readouterr().err
+    assert code == 2 and "not UTF-8 text" in err and "not a batch file" not in err
+
+
 def test_import_needs_a_ledger_location(run, capsys):
     (run / "answers.csv").write_text("id,label\nb1,owl\n")
     assert labels("import", run / "answers.csv", "--batch", run / "batch.csv") == 2
