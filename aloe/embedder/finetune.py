@@ -98,25 +98,28 @@ def train_step(backbone: Backbone, head: nn.Linear, optimizer: torch.optim.Optim
 
 
 @torch.inference_mode()
-def validation_loss(backbone: Backbone, head: nn.Linear, batches: ImageBatches, class_of: dict[int, int],
-                    label_smoothing: float, device: torch.device) -> float:
-    """Mean label-smoothed cross entropy over the readable items of ``batches`` (eval mode, no augmentation)."""
-    backbone.module.eval()
-    head.eval()
+def validation_sums(backbone: Backbone, head: nn.Linear, batches: ImageBatches | None, class_of: dict[int, int],
+                    label_smoothing: float, device: torch.device) -> torch.Tensor:
+    """``[summed loss, items]`` (float64) of the label-smoothed cross entropy over the readable items of
+    ``batches`` (eval mode, no augmentation); zeros for ``None``. Summed over the ranks' slices of
+    the validation split, they give the loss over the whole split."""
     total, count = torch.zeros((), device=device), 0
-    for positions, images, errors in batches:
-        keep = [i for i, error in enumerate(errors) if not error]
-        if not keep:
-            continue
-        targets = torch.tensor([class_of[p] for p in positions[keep].tolist()], device=device)
-        with autocast_for(device):
-            logits = head(backbone(images[keep]).float())
-        total += nn.functional.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing,
-                                             reduction="sum")
-        count += len(keep)
-    backbone.module.train()
-    head.train()
-    return total.item() / max(count, 1)
+    if batches is not None:
+        backbone.module.eval()
+        head.eval()
+        for positions, images, errors in batches:
+            keep = [i for i, error in enumerate(errors) if not error]
+            if not keep:
+                continue
+            targets = torch.tensor([class_of[p] for p in positions[keep].tolist()], device=device)
+            with autocast_for(device):
+                logits = head(backbone(images[keep]).float())
+            total += nn.functional.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing,
+                                                 reduction="sum")
+            count += len(keep)
+        backbone.module.train()
+        head.train()
+    return torch.stack([total.double(), torch.tensor(float(count), dtype=torch.float64, device=device)])
 
 
 def finetune(
@@ -174,17 +177,16 @@ def finetune(
     if comm.sharded:
         model = DistributedDataParallel(Classifier(backbone, head),
                                         device_ids=[device.index] if device.type == "cuda" else None)
-    val_loader = None
-    if len(held):
-        val_loader = ImageBatches(source, sorted(positions[held].tolist()), backbone, device=device,
-                                  batch_size=cfg.batch_size, workers=workers, preprocess=preprocess)
+    val_here = sorted(positions[held].tolist())[comm.rank :: comm.world]  # this rank's slice of validation
+    val_loader = ImageBatches(source, val_here, backbone, device=device, batch_size=cfg.batch_size,
+                              workers=workers, preprocess=preprocess) if val_here else None
     optimizer = torch.optim.AdamW(
         [{"params": module.parameters(), "lr": cfg.lr}, {"params": head.parameters(), "lr": cfg.head_lr or cfg.lr}],
         weight_decay=cfg.weight_decay,
     )
     scheduler = make_scheduler(optimizer, cfg.epochs * len(loader), cfg.warmup_steps, cfg.schedule)
     stopper = EarlyStopping(cfg.early_stop_patience) if cfg.early_stop_patience > 0 else None
-    monitor = "off" if stopper is None else "validation_loss" if val_loader is not None else "train_loss"
+    monitor = "off" if stopper is None else "validation_loss" if len(held) else "train_loss"
     stats.update(lrs=[], val_losses=[])
     skipped: set[int] = set()
     grad_norm_max = torch.zeros((), device=device)
@@ -222,9 +224,10 @@ def finetune(
             if stopper is None:
                 continue
             watched = stats["losses"][-1]
-            if val_loader is not None:
-                watched = validation_loss(backbone, head, val_loader, class_of, cfg.label_smoothing, device)
-                watched = comm.all_reduce(torch.tensor([watched], dtype=torch.float64)).item() / comm.world
+            if len(held):
+                sums = comm.all_reduce(validation_sums(backbone, head, val_loader, class_of, cfg.label_smoothing,
+                                                       device))
+                watched = (sums[0] / sums[1].clamp_min(1)).item()
                 stats["val_losses"].append(watched)
             if stopper.update(epoch, watched, {"backbone": module, "head": head}):
                 stopped_early = True

@@ -11,7 +11,8 @@ from embed_helpers import write_pool
 
 from aloe.data.sources import manifest_source
 from aloe.embedder.backbones import OpenClipConfig, build_backbone, state_hash
-from aloe.embedder.finetune import FinetuneConfig, finetune, new_head, train_step
+from aloe.embedder.batches import ImageBatches
+from aloe.embedder.finetune import FinetuneConfig, finetune, new_head, train_step, validation_sums
 
 CPU = torch.device("cpu")
 
@@ -135,3 +136,24 @@ def test_early_stopping_on_a_held_out_share_when_classes_have_enough_labels(tiny
     assert record["monitor"] == "validation_loss" and record["n_validation"] == 6 and record["n_train"] == 18
     assert len(stats["val_losses"]) == 3 and not record["stopped_early"]
     assert stats["steps"] == 3 * 3  # 18 training images, batch 8
+
+
+def test_validation_sums_over_rank_slices_add_up_to_the_whole_split(tiny_clip, pool_manifest):
+    """Under torchrun each rank scores its slice ``[rank::world]`` of the validation split and the
+    sums are all-reduced: the slices' sums must be the whole split's."""
+    source = manifest_source(pool_manifest)
+    backbone = build_backbone(OpenClipConfig(**tiny_clip))
+    positions, classes, n = _labeled(source)
+    head = new_head(backbone.feature_dim, n, 0)
+    class_of = dict(zip(positions.tolist(), classes.tolist(), strict=True))
+
+    def sums(part):
+        batches = ImageBatches(source, part, backbone, device=CPU, batch_size=5, workers=0)
+        return validation_sums(backbone, head, batches, class_of, 0.1, CPU)
+
+    whole = sums(positions.tolist())
+    world = 3
+    sliced = sum(sums(positions.tolist()[rank::world]) for rank in range(world))
+    assert whole[1].item() == len(positions) and whole[0].item() > 0
+    np.testing.assert_allclose(sliced.numpy(), whole.numpy(), rtol=1e-5)
+    assert validation_sums(backbone, head, None, class_of, 0.1, CPU).tolist() == [0.0, 0.0]

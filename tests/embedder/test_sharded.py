@@ -74,10 +74,11 @@ def test_two_ranks_refuse_an_hdf5_store_in_one_line(features):
     assert not (features / "pool.h5").exists()
 
 
-def _image_config(path: Path, tiny_clip: dict, manifest: Path, mode: str) -> Path:
+def _image_config(path: Path, tiny_clip: dict, manifest: Path, mode: str, **finetune) -> Path:
     config = {
         "backbone": tiny_clip, "data": {"kind": "manifest", "path": str(manifest)}, "mode": mode,
-        "finetune": {"epochs": 1, "lr": 1e-3, "batch_size": 8, "early_stop_patience": 0, "warmup_steps": 0},
+        "finetune": {"epochs": 1, "lr": 1e-3, "batch_size": 8, "early_stop_patience": 0, "warmup_steps": 0,
+                     **finetune},
         "pool": {"batch_size": 5, "workers": 0, "chunk_rows": 4}, "device": "cpu",
     }
     path.write_text(yaml.safe_dump(config))
@@ -99,7 +100,10 @@ def test_two_ranks_embed_images_as_one_process_does(tmp_path, tiny_clip, pool_ma
 
 
 def test_finetune_mode_trains_with_ddp_over_two_ranks(tmp_path, tiny_clip, pool_manifest):
-    config = _image_config(tmp_path / "finetune.yaml", tiny_clip, pool_manifest, "finetune")
+    """With early stopping on a held-out share (one label of each class, three in all): each rank
+    scores its slice of it and the summed loss is every rank's monitor."""
+    config = _image_config(tmp_path / "finetune.yaml", tiny_clip, pool_manifest, "finetune", epochs=2,
+                           early_stop_patience=5, val_share=0.3, val_min_per_class=3)
     labels = tmp_path / "labels.csv"
     labels.write_text("id,label\n" + "".join(f"{c}-{i},{c}\n" for c in ("red", "green", "blue") for i in range(3)))
     done = _torchrun("--config", str(config), "--labels", str(labels), "--quiet", "--store", str(tmp_path / "f.zarr"))
@@ -107,7 +111,10 @@ def test_finetune_mode_trains_with_ddp_over_two_ranks(tmp_path, tiny_clip, pool_
     assert "sharded over 2 ranks" in done.stdout
     store = open_store(tmp_path / "f.zarr")
     round_ = store.round(0)
-    assert round_.provenance["training"]["ranks"] == 2 and round_.provenance["training"]["steps"] >= 1
+    training = round_.provenance["training"]
+    assert training["ranks"] == 2 and training["steps"] >= 1
+    assert training["early_stop"]["monitor"] == "validation_loss" and training["early_stop"]["n_validation"] == 3
+    assert len(training["val_losses"]) == 2 and all(np.isfinite(training["val_losses"]))
     assert np.isfinite(round_.features()).all() and store.incomplete_rounds() == []
 
 
