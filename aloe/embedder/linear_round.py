@@ -183,11 +183,12 @@ def storage_dtype(features: np.ndarray) -> str:
     return "float16" if fits(features, "float16") else "float32"
 
 
-def import_features_npz(store: Any, npz_path: str | Path) -> Any:
+def import_features_npz(store: Any, npz_path: str | Path, digest: str | None = None) -> Any:
     """Put an npz's features into a store's feature cache (once) and return the cache reader.
 
-    ``store`` is an open writable store or the path of one. The cache key is ``npz-<content hash>``,
-    so importing the same file again reuses the cache, and an import killed mid-way resumes. The
+    ``store`` is an open writable store or the path of one. The cache key is ``npz-<content hash>``
+    (``digest``, the file's :func:`~aloe.data.npz.npz_digest`, when the caller has it already), so
+    importing the same file again reuses the cache, and an import killed mid-way resumes. The
     features are stored as float16 when they fit, else as float32 (:func:`storage_dtype`). Raises
     :class:`AloeError` when the npz's ids differ from the store's pool.
     """
@@ -195,7 +196,7 @@ def import_features_npz(store: Any, npz_path: str | Path) -> Any:
         from aloe.store import open_store
 
         store = open_store(store, mode="a")
-    key = f"npz-{npz_digest(npz_path)}"
+    key = f"npz-{digest or npz_digest(npz_path)}"
     cached = store.cached_features(key)
     if cached is not None:
         return cached
@@ -254,8 +255,9 @@ def embed_from_features(
         return store
 
     store = open_store_on_ranks(comm, store_path, open_here)
-    cache = run_agreed(comm, lambda: import_features_npz(store, npz_path) if comm.is_root else None)
-    cache = cache if comm.is_root else import_features_npz(store, npz_path)  # rank 0 imported it
+    digest = npz_digest(npz_path)  # hashed once per rank: the cache key and the provenance
+    cache = run_agreed(comm, lambda: import_features_npz(store, npz_path, digest) if comm.is_root else None)
+    cache = cache if comm.is_root else import_features_npz(store, npz_path, digest)  # rank 0 imported it
     labeled = LabeledSet.from_labels(labels, store)
     round = comm.broadcast(store.next_round() if round is None else round)
     write_linear_round(
@@ -264,7 +266,7 @@ def embed_from_features(
         cache,
         labeled,
         head=head,
-        provenance={"source": "features", "npz": str(npz_path), "npz_sha256_16": npz_digest(npz_path),
+        provenance={"source": "features", "npz": str(npz_path), "npz_sha256_16": digest,
                     "ranks": comm.world},
         feature_dtype=cache.attrs.get("feature_dtype", "float16"),
         comm=comm,

@@ -57,6 +57,19 @@ def test_embed_from_features_creates_store_caches_features_and_numbers_rounds(tm
     assert store.round(0).provenance["npz_sha256_16"] == npz_digest(npz)
 
 
+def test_embed_from_features_hashes_the_npz_once(tmp_path, pool, monkeypatch):
+    """The content hash is both the cache key and the provenance: one read of the file for both."""
+    import aloe.embedder.linear_round as linear_round
+
+    npz = tmp_path / "pool.npz"
+    np.savez(npz, ids=pool.ids, features=pool.features)
+    hashed = []
+    monkeypatch.setattr(linear_round, "npz_digest", lambda path: hashed.append(path) or npz_digest(path))
+    labels = _labels_csv(tmp_path / "labels.csv", pool, np.flatnonzero(pool.labels < 2)[:6])
+    assert embed_from_features(npz, labels, tmp_path / "s.zarr") == 0
+    assert len(hashed) == 1
+
+
 def test_embed_from_features_bad_inputs(tmp_path, pool):
     npz = tmp_path / "pool.npz"
     np.savez(npz, ids=pool.ids, features=pool.features)
