@@ -30,6 +30,13 @@ class Scored:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def selection_device(params: SelectParams) -> torch.device:
+    """Where scores and k-means run: CUDA when there is a GPU and the k-means backend is not FAISS
+    (``backend: faiss`` keeps everything on the CPU), else the CPU."""
+    on_gpu = torch.cuda.is_available() and resolve_backend(params.backend) != "faiss"
+    return torch.device("cuda") if on_gpu else torch.device("cpu")
+
+
 def score_round(view: RoundView, params: SelectParams, seed: int = 0) -> Scored:
     """Steps 1-2: score every item, threshold at ``params.tpr`` over the labeled items, flag ``o > tau``.
 
@@ -37,7 +44,7 @@ def score_round(view: RoundView, params: SelectParams, seed: int = 0) -> Scored:
     the out-of-fold split).
     """
     started = time.perf_counter()
-    result = compute_scores(view, params.score, knn_k=params.knn_k)
+    result = compute_scores(view, params.score, knn_k=params.knn_k, device=selection_device(params))
     scored_at = time.perf_counter()
     notes = list(result.notes)
     labeled = threshold_scores(

@@ -89,30 +89,59 @@ def unit_rows(block: np.ndarray) -> np.ndarray:
     return block / np.maximum(norms, np.float32(1e-12))
 
 
+KNN_MATMUL_ELEMENTS = 1 << 27  # rows x labeled distances one torch step holds (512 MiB of float32)
+
+
+def gpu_or_none(device: str | torch.device) -> torch.device | None:
+    """``device`` when it is a GPU (where :class:`KnnScorer` runs on torch), else ``None`` (FAISS)."""
+    device = torch.device(device)
+    return device if device.type == "cuda" else None
+
+
 class KnnScorer:
     """The ``knn`` score of any block of rows against a fixed labeled set (Sun et al. 2022).
 
-    Distance from each L2-normalized row to its ``k``-th nearest labeled row, with a flat FAISS
-    index of the labeled rows: memory is ``L x D`` plus one block, never ``N x L``. A labeled row
-    does not count as its own neighbour (leave-one-out), so the labeled items' scores are honest for
-    the threshold. With fewer labeled rows than ``k`` the farthest available one is used; a lone
-    labeled item scores 0.
+    Distance from each L2-normalized row to its ``k``-th nearest labeled row. With no ``device``, a
+    flat FAISS index of the labeled rows (CPU); with a torch ``device`` (a GPU), the labeled rows live
+    there and each block's distances are one matrix product, in row slices of at most
+    :data:`KNN_MATMUL_ELEMENTS` distances. Memory is ``L x D`` plus one slice, never ``N x L``. A
+    labeled row does not count as its own neighbour (leave-one-out), so the labeled items' scores
+    are honest for the threshold. With fewer labeled rows than ``k`` the farthest available one is
+    used; a lone labeled item scores 0.
     """
 
-    def __init__(self, labeled_features: np.ndarray, k: int = 1) -> None:
+    def __init__(self, labeled_features: np.ndarray, k: int = 1, device: str | torch.device | None = None) -> None:
         if len(labeled_features) == 0:
             raise AloeError("the knn score needs at least one labeled item")
         if k < 1:
             raise AloeError(f"knn k must be >= 1, got {k}")
         self.k = k
-        self.index = faiss.IndexFlatL2(labeled_features.shape[1])
-        self.index.add(unit_rows(labeled_features))
+        self.total = len(labeled_features)
+        self.device = None if device is None else torch.device(device)
+        if self.device is None:
+            self.index = faiss.IndexFlatL2(labeled_features.shape[1])
+            self.index.add(unit_rows(labeled_features))
+        else:
+            self.labeled = torch.from_numpy(unit_rows(labeled_features)).to(self.device)
+            self.labeled_sq = (self.labeled * self.labeled).sum(dim=1)
+
+    def nearest(self, rows: np.ndarray, count: int) -> np.ndarray:
+        """Squared distances from the unit ``rows`` to their ``count`` nearest labeled rows, ascending."""
+        if self.device is None:
+            return self.index.search(rows, count)[0]
+        out = np.empty((len(rows), count), dtype=np.float32)
+        step = max(1, KNN_MATMUL_ELEMENTS // self.total)
+        with torch.no_grad():
+            for start in range(0, len(rows), step):
+                block = torch.from_numpy(rows[start : start + step]).to(self.device)
+                squared = (block * block).sum(dim=1, keepdim=True) + self.labeled_sq - 2.0 * block @ self.labeled.T
+                out[start : start + step] = torch.topk(squared, count, dim=1, largest=False).values.cpu().numpy()
+        return out
 
     def block(self, rows: np.ndarray, is_labeled: np.ndarray) -> np.ndarray:
         """Scores of ``rows`` (float32); ``is_labeled`` marks the rows that are in the index."""
-        total = self.index.ntotal
-        dist, _ = self.index.search(unit_rows(rows), min(self.k + 1, total))
-        dist = np.sqrt(np.maximum(dist, 0.0))
+        total = self.total
+        dist = np.sqrt(np.maximum(self.nearest(unit_rows(rows), min(self.k + 1, total)), 0.0))
         scores = dist[:, min(self.k, total) - 1].copy()
         labeled_col = min(self.k, total - 1)
         scores[is_labeled] = dist[is_labeled, labeled_col] if labeled_col >= 1 else 0.0
@@ -215,6 +244,8 @@ def compute_scores(
     """
     name, notes = resolve_score(name, view.n_classes)
     positions = np.asarray(view.labeled_positions, dtype=np.int64)
-    knn = KnnScorer(view.features[np.sort(positions)], knn_k) if "knn" in score_parts(name) else None
+    knn = None
+    if "knn" in score_parts(name):
+        knn = KnnScorer(view.features[np.sort(positions)], knn_k, gpu_or_none(device))
     parts = _pool_parts(name, knn, view.features, view.logits, positions, block_rows, device)
     return ScoreResult(combine_parts(name, parts), name, notes)

@@ -23,11 +23,11 @@ import torch
 
 from aloe.errors import AloeError
 from aloe.internal.dist import Comm
-from aloe.selector.clustering import default_block_rows, resolve_backend, training_notes
+from aloe.selector.clustering import default_block_rows, training_notes
 from aloe.selector.config import SelectConfig, SelectParams
 from aloe.selector.lloyd import TensorSource, assign, initial_rows, lloyd, training_sample
-from aloe.selector.rule import Scored, aloe_from_clusters, aloe_k, ood_from_scores, row_norms
-from aloe.selector.scores import KnnScorer, combine_parts, resolve_score, score_block, score_parts
+from aloe.selector.rule import Scored, aloe_from_clusters, aloe_k, ood_from_scores, row_norms, selection_device
+from aloe.selector.scores import KnnScorer, combine_parts, gpu_or_none, resolve_score, score_block, score_parts
 from aloe.selector.selection import Selection
 from aloe.selector.strategies import trivial_selection
 from aloe.selector.heldout import threshold_scores
@@ -209,11 +209,10 @@ def select_streamed(reader: Any, ids: np.ndarray, config: SelectConfig, comm: Co
         trivial.notes[:0] = notes
         return trivial
     score_name, score_notes = resolve_score(params.score, len(reader.class_names))
-    knn = KnnScorer(reader.features(np.sort(labeled)), params.knn_k) if "knn" in score_parts(score_name) else None
     shard = Shard(*comm.row_range(n_items, reader.chunk_rows), candidates)
-    device = torch.device("cuda") if torch.cuda.is_available() and resolve_backend(params.backend) != "faiss" else torch.device("cpu")
-    if comm.device.type == "cuda":
-        device = comm.device
+    device = comm.device if comm.device.type == "cuda" else selection_device(params)
+    knn = KnnScorer(reader.features(np.sort(labeled)), params.knn_k, gpu_or_none(device)) \
+        if "knn" in score_parts(score_name) else None
     clustering = trivial is None and config.strategy == "aloe"
     n_candidates = len(candidates)
     k = aloe_k(n_candidates, config.budget, len(reader.class_names), params) if clustering else 0

@@ -2,7 +2,9 @@
 
 Needs torch (with CUDA), numpy, faiss-cpu, zarr, pydantic, click, pyyaml; no faiss-gpu. Prints one
 JSON object: the card, the sizes, the per-step timings of a cold run (CUDA start-up included) and a
-warm one, the torch k-means alone on the same GPU input, and peak GPU / host memory.
+warm one of the paper's rule (GradNorm, one pick per cluster), a warm run of the defaults
+(``msp+knn``, whose knn search runs on the GPU, and two picks per cluster), the torch k-means alone
+on the same GPU input, and peak GPU / host memory.
 
     python bench/select/gpu_select.py            # the full size
     python bench/select/gpu_select.py --n 20000  # a quick check (runs on the CPU without CUDA)
@@ -55,6 +57,10 @@ def main() -> None:
             started = time.perf_counter()
             selection = select_round(store, 0, config)
             runs.append({"wall_s": time.perf_counter() - started, **selection.timings})
+        defaults = SelectConfig(budget=args.budget, backend="torch", niter=args.niter, seed=0)  # msp+knn, 2 picks
+        started = time.perf_counter()
+        default_timings = select_round(store, 0, defaults).timings
+        by_default = {"wall_s": time.perf_counter() - started, **default_timings}
         view = RoundView.from_round(store.round(0), store.ids)
         x = cuda_cluster_input(view, view.unlabeled_positions, True) if cuda else None
         kmeans_alone = input_diff = None
@@ -80,6 +86,7 @@ def main() -> None:
         "build_store_s": round(build_s, 3),
         "cold": {key: round(value, 4) for key, value in runs[0].items()},
         "warm": {key: round(value, 4) for key, value in runs[1].items()},
+        "defaults_warm": {key: round(value, 4) for key, value in by_default.items()},
         "torch_kmeans_alone_s": None if kmeans_alone is None else round(kmeans_alone, 4),
         "warm_over_kmeans_alone": None if kmeans_alone is None else round(runs[1]["total"] / kmeans_alone, 3),
         "cuda_input_vs_host_max_abs_diff": input_diff,

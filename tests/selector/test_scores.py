@@ -12,6 +12,7 @@ from hypothesis.extra.numpy import arrays
 from aloe.errors import AloeError
 from aloe.selector.scores import (
     LOGIT_SCORES,
+    KnnScorer,
     compute_scores,
     energy,
     gradnorm,
@@ -98,6 +99,32 @@ def test_knn_matches_brute_force_with_leave_one_out_and_blocks():
             expected[p] = np.sort(np.delete(dist[p], i))[k - 1]
         got = knn_scores(features, labeled, k=k, block_rows=7)
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_knn_on_torch_matches_faiss_in_row_slices(k, monkeypatch):
+    """The GPU path (torch matrix products) on the CPU: the same scores as the FAISS index, also
+    when a block is cut into several row slices and for a zero row."""
+    import aloe.selector.scores as scores
+
+    rng = np.random.default_rng(1)
+    features = rng.standard_normal((60, 8)).astype(np.float32)
+    features[5] = 0.0
+    labeled = np.array([2, 9, 17, 30, 44])
+    is_labeled = np.isin(np.arange(60), labeled)
+    expected = KnnScorer(features[labeled], k).block(features, is_labeled)
+    monkeypatch.setattr(scores, "KNN_MATMUL_ELEMENTS", 7 * len(labeled))  # slices of 7 rows
+    on_torch = KnnScorer(features[labeled], k, device="cpu")
+    assert on_torch.device == torch.device("cpu") and not hasattr(on_torch, "index")
+    got = on_torch.block(features, is_labeled)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_knn_on_cuda_matches_the_cpu():
+    view = _view(3)
+    on_gpu = compute_scores(view, "knn", device="cuda").scores
+    np.testing.assert_allclose(on_gpu, compute_scores(view, "knn").scores, rtol=1e-4, atol=1e-3)
 
 
 def test_knn_with_one_labeled_item_and_none():
