@@ -168,12 +168,13 @@ def folder_source(root: Path) -> FileImageSource:
     return FileImageSource(f"folder:{root.name}", ids, files, labels, {"root": str(root)})
 
 
-def cifar100_checksums() -> dict[str, str]:
-    """torchvision's known MD5 of each CIFAR-100 (python version) file: ``{file name: md5}``."""
+def cifar100_checksums(train: bool) -> dict[str, str]:
+    """torchvision's known MD5 of each CIFAR-100 (python version) file that the ``train`` (or the
+    test) split reads, its meta file included: ``{file name: md5}``."""
     from torchvision.datasets import CIFAR100
 
-    listed = [*CIFAR100.train_list, *CIFAR100.test_list, [CIFAR100.meta["filename"], CIFAR100.meta["md5"]]]
-    return {name: md5 for name, md5 in listed}
+    split = CIFAR100.train_list if train else CIFAR100.test_list
+    return {name: md5 for name, md5 in [*split, [CIFAR100.meta["filename"], CIFAR100.meta["md5"]]]}
 
 
 def file_md5(path: Path) -> str:
@@ -182,13 +183,14 @@ def file_md5(path: Path) -> str:
         return hashlib.file_digest(handle, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
 
 
-def verify_cifar100(folder: Path) -> None:
-    """Check every CIFAR-100 file under ``folder`` against its known MD5 before anything unpickles it.
+def verify_cifar100(folder: Path, train: bool) -> None:
+    """Check the CIFAR-100 files under ``folder`` that the ``train`` (or the test) split reads against
+    their known MD5 before anything unpickles them (the other split's files are not read).
 
     The files are pickles: a planted or damaged one could run code when loaded, so a mismatch is an
     :class:`AloeError` and the file is never opened by :mod:`pickle`.
     """
-    for name, expected in cifar100_checksums().items():
+    for name, expected in cifar100_checksums(train).items():
         path = folder / name
         if not path.is_file():
             raise AloeError(f"CIFAR-100 not found under {folder.parent} (no {path}); set download: true to fetch it")
@@ -215,7 +217,7 @@ def _cifar100(root: Path, train: bool, download: bool):
             CIFAR100(str(root), train=train, download=True)
         except (RuntimeError, OSError) as exc:
             raise AloeError(f"CIFAR-100 download into {root} failed ({exc})") from None
-    verify_cifar100(root / CIFAR100.base_folder)
+    verify_cifar100(root / CIFAR100.base_folder, train)
     return VerifiedCIFAR100(str(root), train=train, download=False)
 
 

@@ -71,15 +71,21 @@ def test_folder_labels_come_from_subfolders(tmp_path):
 
 @pytest.fixture
 def trust_written(monkeypatch):
-    """Make the files a test writes the known CIFAR-100 checksums (the real loader then reads them)."""
-    known: dict[str, str] = {}
-    monkeypatch.setattr(sources, "cifar100_checksums", lambda: known)
-    return known
+    """Make the files a test writes torchvision's known CIFAR-100 checksums (the real loader, and the
+    real choice of which files a split checks, then read them): call it with the folder's root."""
+    from torchvision.datasets import CIFAR100
+
+    def trust(root: Path) -> None:
+        md5 = {name: sources.file_md5(root / "cifar-100-python" / name) for name in ("train", "test", "meta")}
+        monkeypatch.setattr(CIFAR100, "train_list", [["train", md5["train"]]])
+        monkeypatch.setattr(CIFAR100, "test_list", [["test", md5["test"]]])
+        monkeypatch.setattr(CIFAR100, "meta", {**CIFAR100.meta, "md5": md5["meta"]})
+
+    return trust
 
 
-def _write_cifar100(root: Path, per_class: int, seed: int = 0, known: dict[str, str] | None = None) -> np.ndarray:
-    """A CIFAR-100 python-format folder with ``per_class`` train images per class (shuffled);
-    the files' MD5s go into ``known``."""
+def _write_cifar100(root: Path, per_class: int, seed: int = 0) -> np.ndarray:
+    """A CIFAR-100 python-format folder with ``per_class`` train images per class (shuffled)."""
     rng = np.random.default_rng(seed)
     folder = root / "cifar-100-python"
     folder.mkdir(parents=True)
@@ -90,13 +96,12 @@ def _write_cifar100(root: Path, per_class: int, seed: int = 0, known: dict[str, 
             pickle.dump({"data": pixels, "fine_labels": labels.tolist()}, handle)
     with (folder / "meta").open("wb") as handle:
         pickle.dump({"fine_label_names": [f"name{i:02d}" for i in range(100)]}, handle)
-    if known is not None:
-        known.update({name: sources.file_md5(folder / name) for name in ("train", "test", "meta")})
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
 
 
 def test_cifar100_lt_counts_match_the_formula_exactly(tmp_path, trust_written):
-    pixels = _write_cifar100(tmp_path, per_class=12, known=trust_written)
+    pixels = _write_cifar100(tmp_path, per_class=12)
+    trust_written(tmp_path)
     cfg = Cifar100Data(kind="cifar100", root=tmp_path, longtail=LongTail(n0=10, alpha=0.1, seed=4))
     source = build_source(cfg)
     counts = Counter(source.labels)
@@ -110,7 +115,8 @@ def test_cifar100_lt_counts_match_the_formula_exactly(tmp_path, trust_written):
 
 
 def test_cifar100_full_and_missing(tmp_path, trust_written):
-    _write_cifar100(tmp_path, per_class=2, known=trust_written)
+    _write_cifar100(tmp_path, per_class=2)
+    trust_written(tmp_path)
     full = build_source(Cifar100Data(kind="cifar100", root=tmp_path))
     assert len(full) == 200 and full.ids[0] == "cifar100-train-000"
     test = build_source(Cifar100Data(kind="cifar100", root=tmp_path, split="test"))
@@ -142,11 +148,23 @@ def test_planted_cifar100_file_is_refused_before_unpickling(tmp_path, capsys):
 
 
 def test_damaged_cifar100_file_is_refused(tmp_path, trust_written):
-    _write_cifar100(tmp_path, per_class=1, known=trust_written)
+    _write_cifar100(tmp_path, per_class=1)
+    trust_written(tmp_path)
     meta = tmp_path / "cifar-100-python" / "meta"
     meta.write_bytes(meta.read_bytes()[:-5])
     with pytest.raises(AloeError, match="meta: MD5 .* refusing to unpickle"):
         build_source(Cifar100Data(kind="cifar100", root=tmp_path, split="test"))
+
+
+def test_a_split_checks_only_its_own_files(tmp_path, trust_written):
+    """Loading the test split neither reads nor judges the train file; the train split still refuses it."""
+    _write_cifar100(tmp_path, per_class=1)
+    trust_written(tmp_path)
+    train = tmp_path / "cifar-100-python" / "train"
+    train.write_bytes(train.read_bytes()[:-5])
+    assert len(build_source(Cifar100Data(kind="cifar100", root=tmp_path, split="test"))) == 10
+    with pytest.raises(AloeError, match="train: MD5 .* refusing to unpickle"):
+        build_source(Cifar100Data(kind="cifar100", root=tmp_path))
 
 
 def test_split_list_paths_under_root(tmp_path):
