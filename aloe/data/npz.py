@@ -12,6 +12,7 @@ import numpy as np
 from aloe.errors import AloeError
 from aloe.labels import check_pool_ids
 
+
 def npz_digest(path: str | Path) -> str:
     """Content hash of a file (sha256, first 16 hex digits): the feature-cache key of an npz."""
     with Path(path).open("rb") as handle:

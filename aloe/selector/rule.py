@@ -179,27 +179,24 @@ def pick_from_top_clusters(
     """Step 6: up to ``per_cluster`` highest-score members of each of the top ``budget`` clusters of
     ``ranked``, and of those the ``budget`` with the highest scores.
 
-    ``assignment``, ``scores`` and ``positions`` cover the clustered items, in the same order. With
-    ``per_cluster = 1`` this is the paper's step: the highest-score member of each top cluster.
-    Ties go to the lower position. One :func:`best_member` pass per pick (O(N) each, no sort of the
-    pool). The batch is ordered by pick (each cluster's best member first, then the runners-up),
-    then by cluster rank.
+    ``assignment``, ``scores`` and ``positions`` (ascending, as the callers' unlabeled positions are)
+    cover the clustered items, in the same order. With ``per_cluster = 1`` this is the paper's step:
+    the highest-score member of each top cluster. Ties go to the lower position. One
+    :func:`best_member` pass per pick (O(N) each, no sort of the pool). The batch is ordered by pick
+    (each cluster's best member first, then the runners-up), then by cluster rank.
     """
     top = ranked[:budget]
+    items = np.arange(len(assignment))
     remaining = np.ones(len(assignment), dtype=bool)
     offers: list[np.ndarray] = []
     for _ in range(per_cluster):
-        best = best_member(assignment[remaining], scores[remaining], positions[remaining], k)[top]
+        best = best_member(assignment[remaining], scores[remaining], items[remaining], k)[top]
         offers.append(best)
-        remaining &= ~np.isin(positions, best[best >= 0])
-    offered = np.stack(offers)  # (pick, cluster rank) -> position, -1 where the cluster ran out
-    pick, rank = np.nonzero(offered >= 0)
-    chosen = offered[pick, rank]
-    where = np.flatnonzero(np.isin(positions, chosen))
-    score_of = dict(zip(positions[where].tolist(), scores[where].tolist(), strict=True))
-    by_score = np.lexsort((chosen, -np.array([score_of[p] for p in chosen.tolist()], dtype=np.float64)))[:budget]
-    kept = np.sort(by_score)  # np.nonzero's order is (pick, cluster rank)
-    return chosen[kept]
+        remaining[best[best >= 0]] = False
+    offered = np.stack(offers)  # (pick, cluster rank) -> item, -1 where the cluster ran out
+    chosen = offered[offered >= 0]  # in (pick, cluster rank) order
+    kept = np.sort(np.lexsort((chosen, -scores[chosen]))[:budget])
+    return positions[chosen[kept]]
 
 
 def choose_from_clusters(
