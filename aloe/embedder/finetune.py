@@ -75,24 +75,23 @@ def new_head(feature_dim: int, n_classes: int, seed: int) -> nn.Linear:
     return head
 
 
-def train_step(backbone: Backbone, head: nn.Linear, optimizer: torch.optim.Optimizer, images: torch.Tensor,
-               targets: torch.Tensor, cfg: FinetuneConfig, rng: np.random.Generator,
-               device: torch.device, model: nn.Module | None = None,
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, targets: torch.Tensor,
+               cfg: FinetuneConfig, rng: np.random.Generator, device: torch.device,
                weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One optimisation step on a batch already on ``device``: mixup, forward, smoothed loss,
     backward, clipping, AdamW. Returns the loss and the gradient norm before clipping (device tensors).
 
-    ``model`` (images -> logits, e.g. a DistributedDataParallel :class:`Classifier`) replaces
-    ``head(backbone(images))`` for the forward pass; ``weight`` scales the loss (0: a step that
-    only keeps the ranks in step).
+    ``model`` is a :class:`Classifier` (images -> logits), or DistributedDataParallel around one;
+    its parameters are the ones clipped. ``weight`` scales the loss (0: a step that only keeps the
+    ranks in step).
     """
     mixed = mixup(images, targets, cfg.mixup, rng)
     optimizer.zero_grad(set_to_none=True)
     with autocast_for(device):
-        logits = model(mixed.images) if model is not None else head(backbone(mixed.images).float())
+        logits = model(mixed.images)
     loss = mixup_loss(logits.float(), mixed, cfg.label_smoothing)
     (loss * weight).backward()
-    norm = clip_gradients([*backbone.module.parameters(), *head.parameters()], cfg.grad_clip)
+    norm = clip_gradients(model.parameters(), cfg.grad_clip)
     optimizer.step()
     return loss.detach(), norm
 
@@ -173,10 +172,9 @@ def finetune(
                           batch_size=-(-cfg.batch_size // comm.world), workers=workers, preprocess=preprocess,
                           train=True, augment=cfg.augment, shuffle=True, seed=seed,
                           shard=(comm.rank, comm.world) if comm.sharded else None)
-    model = None
+    model: nn.Module = Classifier(backbone, head)
     if comm.sharded:
-        model = DistributedDataParallel(Classifier(backbone, head),
-                                        device_ids=[device.index] if device.type == "cuda" else None)
+        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     val_here = sorted(positions[held].tolist())[comm.rank :: comm.world]  # this rank's slice of validation
     val_loader = ImageBatches(source, val_here, backbone, device=device, batch_size=cfg.batch_size,
                               workers=workers, preprocess=preprocess) if val_here else None
@@ -203,13 +201,13 @@ def finetune(
                 keep = [i for i, error in enumerate(errors) if not error]
                 skipped.update(p for p, e in zip(batch_positions.tolist(), errors, strict=True) if e)
                 bar.update(len(images))
-                if not keep and model is None:
+                if not keep and not comm.sharded:  # sharded: every rank steps, to keep DDP in step
                     continue
                 if keep and len(keep) < len(images):
                     batch_positions, images = batch_positions[keep], images[keep]
                 targets = torch.tensor([class_of[p] for p in batch_positions.tolist()], device=device)
-                loss, norm = train_step(backbone, head, optimizer, images, targets, cfg, rng, device,
-                                        model=model, weight=1.0 if keep else 0.0)
+                loss, norm = train_step(model, optimizer, images, targets, cfg, rng, device,
+                                        weight=1.0 if keep else 0.0)
                 last_lr = optimizer.param_groups[0]["lr"]
                 scheduler.step()
                 if norm is not None:

@@ -12,7 +12,7 @@ from embed_helpers import write_pool
 from aloe.data.sources import manifest_source
 from aloe.embedder.backbones import OpenClipConfig, build_backbone, state_hash
 from aloe.embedder.batches import ImageBatches
-from aloe.embedder.finetune import FinetuneConfig, finetune, new_head, train_step, validation_sums
+from aloe.embedder.finetune import Classifier, FinetuneConfig, finetune, new_head, train_step, validation_sums
 
 CPU = torch.device("cpu")
 
@@ -112,7 +112,7 @@ def test_train_step_leaves_gradients_within_the_clip(tiny_clip):
     optimizer = torch.optim.AdamW([*backbone.module.parameters(), *head.parameters()], lr=1e-3)
     images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
     cfg = FinetuneConfig(grad_clip=0.01, mixup=0.0)
-    _, norm = train_step(backbone, head, optimizer, images, torch.tensor([0, 1, 2] * 2), cfg,
+    _, norm = train_step(Classifier(backbone, head), optimizer, images, torch.tensor([0, 1, 2] * 2), cfg,
                          np.random.default_rng(0), CPU)
     grads = [p.grad for p in [*backbone.module.parameters(), *head.parameters()] if p.grad is not None]
     after = torch.sqrt(sum((g.float() ** 2).sum() for g in grads))
