@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from aloe.internal.split import stratified_sample
+
 Schedule = Literal["cosine", "constant"]
 MIN_VALIDATION_CLASSES = 2
 IMPROVEMENT = 1e-4  # relative: an epoch improves when its loss < best * (1 - IMPROVEMENT)
@@ -96,18 +98,10 @@ def validation_split(classes: np.ndarray, share: float, min_per_class: int, seed
     them, drawn with ``seed``; classes with fewer keep all their labels for training. When the held-out
     set would cover fewer than two classes it is empty: the caller then monitors the training loss.
     """
-    classes = np.asarray(classes)
     if share <= 0:
         return np.zeros(0, dtype=np.int64)
-    rng = np.random.default_rng(seed)
-    held: list[np.ndarray] = []
-    for cls in np.unique(classes):
-        members = np.flatnonzero(classes == cls)
-        if len(members) >= min_per_class:
-            held.append(rng.choice(members, size=max(1, round(share * len(members))), replace=False))
-    if len(held) < MIN_VALIDATION_CLASSES:
-        return np.zeros(0, dtype=np.int64)
-    return np.sort(np.concatenate(held)).astype(np.int64)
+    return stratified_sample(classes, lambda n: max(1, round(share * n)) if n >= min_per_class else 0, seed,
+                             min_classes=MIN_VALIDATION_CLASSES)
 
 
 @dataclass

@@ -18,6 +18,7 @@ import numpy as np
 
 from aloe.data.npz import npz_digest, read_npz
 from aloe.errors import AloeError
+from aloe.internal.split import stratified_sample
 from aloe.labels import check_pool_ids
 
 TEST_FRACTION = 0.2
@@ -68,15 +69,9 @@ class OraclePool(OracleLabels):
 
 
 def stratified_split(labels: np.ndarray, fraction: float = TEST_FRACTION, seed: int = 0) -> np.ndarray:
-    """Sorted test positions: ``round(fraction * n)`` (at least 1) of each class with ``n >= 2`` items."""
-    rng = np.random.default_rng(seed)
-    test = []
-    for name in np.unique(labels):
-        members = np.flatnonzero(labels == name)
-        if len(members) >= 2:
-            take = min(len(members) - 1, max(1, round(fraction * len(members))))
-            test.append(rng.choice(members, size=take, replace=False))
-    return np.sort(np.concatenate(test)) if test else np.zeros(0, dtype=np.int64)
+    """Sorted test positions: ``round(fraction * n)`` (at least 1, at most ``n - 1``) of each class with
+    ``n >= 2`` items."""
+    return stratified_sample(labels, lambda n: min(n - 1, max(1, round(fraction * n))), seed)
 
 
 def _check_features(name: str, features: np.ndarray, n: int, source: str) -> np.ndarray:
