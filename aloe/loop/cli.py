@@ -72,7 +72,7 @@ def _add_options(command, rounds: int):
         click.option("--multiplier", type=click.IntRange(min=1),
                      help="k-means clusters = multiplier * max(B, C) (default 2)."),
         click.option("--per-cluster", type=click.IntRange(min=1),
-                     help="Most items ALOE takes from one of its top-B clusters (default 2; 1 is the paper's rule)."),
+                     help="Most items ALOE takes from one of its top-B clusters (default 1, the paper's rule)."),
         click.option("--head-c", type=click.FloatRange(0, min_open=True),
                      help="Inverse L2 strength C of each round's logistic-regression head, as scikit-learn's "
                           "LogisticRegression(C) (default 1.0, or the config's linear.C)."),

@@ -41,7 +41,7 @@ Example:
                    "linear head refit without it; default) or in_sample (the paper: the head fit on them).")
 @click.option("--multiplier", type=int, default=None, help="k = multiplier * max(B, C) [default: 2].")
 @click.option("--per-cluster", type=int, default=None,
-              help="Most items one of the top B clusters gives [default: 2; 1 is the paper's rule].")
+              help="Most items one of the top B clusters gives [default: 1, the paper's rule].")
 @click.option("--seed", type=int, default=None, help="Seed of k-means and sampling [default: 0].")
 @click.option("--backend", type=click.Choice(BACKENDS), default=None,
               help="k-means backend [default: auto: FAISS GPU, else torch on CUDA, else FAISS CPU].")
@@ -89,8 +89,8 @@ def cli(
          (--threshold; the paper scores them in sample); o > tau flags an item OOD;
       3. k-means on the unlabeled items' L2-normalized features, k = multiplier * max(B, C);
       4. rank clusters by their share of flagged members (ties: higher top o);
-      5. each of the top B clusters offers its --per-cluster most-OOD members (the paper: 1);
-         the batch is the B most-OOD of the offers.
+      5. each of the top B clusters gives its most-OOD member (the paper's rule); with
+         --per-cluster P each offers its P most-OOD members and the batch is the B most-OOD offers.
     With no labels yet the batch is a uniform random sample. Other strategies run through the same
     interface for comparison. The same --name with the same settings reuses the recorded selection.
 

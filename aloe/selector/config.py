@@ -23,7 +23,7 @@ class SelectParams(StrictModel):
     tpr: float = Field(0.95, gt=0.0, le=1.0, description="share of labeled items kept in-distribution")
     multiplier: int = Field(2, ge=1, description="k = multiplier * max(B, C)")
     per_cluster: int = Field(
-        2, ge=1, description="most members one of the top B clusters may give; 1 is the paper's rule"
+        1, ge=1, description="most members one of the top B clusters may give; 1 is the paper's rule"
     )
     backend: Literal[BACKENDS] = "auto"
     niter: int = Field(20, ge=1, description="k-means iterations")

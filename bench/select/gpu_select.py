@@ -3,7 +3,7 @@
 Needs torch (with CUDA), numpy, faiss-cpu, zarr, pydantic, click, pyyaml; no faiss-gpu. Prints one
 JSON object: the card, the sizes, the per-step timings of a cold run (CUDA start-up included) and a
 warm one of the paper's rule (GradNorm, one pick per cluster), a warm run of the defaults
-(``msp+knn``, whose knn search runs on the GPU, and two picks per cluster), the torch k-means alone
+(``msp+knn``, whose knn search runs on the GPU), the torch k-means alone
 on the same GPU input, and peak GPU / host memory.
 
     python bench/select/gpu_select.py            # the full size
@@ -57,7 +57,7 @@ def main() -> None:
             started = time.perf_counter()
             selection = select_round(store, 0, config)
             runs.append({"wall_s": time.perf_counter() - started, **selection.timings})
-        defaults = SelectConfig(budget=args.budget, backend="torch", niter=args.niter, seed=0)  # msp+knn, 2 picks
+        defaults = SelectConfig(budget=args.budget, backend="torch", niter=args.niter, seed=0)  # the defaults: msp+knn
         started = time.perf_counter()
         default_timings = select_round(store, 0, defaults).timings
         by_default = {"wall_s": time.perf_counter() - started, **default_timings}
