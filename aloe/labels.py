@@ -77,9 +77,19 @@ def class_indices(labels: Iterable[str]) -> tuple[list[str], np.ndarray]:
 
 
 class PoolIndex(Protocol):
-    """Anything that maps pool ids to positions (a :class:`~aloe.store.Store`)."""
+    """Anything that maps pool ids to positions (a :class:`~aloe.store.Store`, a simulation pool)."""
 
     def position_of(self, ids: Iterable[str]) -> np.ndarray: ...
+
+
+def positions_in(index: Mapping[str, int], ids: Iterable[str], pool: str) -> np.ndarray:
+    """The positions ``index`` (id -> pool position) gives ``ids``, as int64: what a :class:`PoolIndex`
+    answers. :class:`AloeError` names the first few ids outside it (``pool``: how to name the pool)."""
+    ids = list(ids)
+    missing = [item for item in ids if item not in index]
+    if missing:
+        raise AloeError(f"{len(missing)} ids are not in {pool}: {_first_few(missing)}")
+    return np.array([index[item] for item in ids], dtype=np.int64)
 
 
 @dataclass(frozen=True)

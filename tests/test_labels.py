@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from aloe.errors import AloeError
-from aloe.labels import LabeledSet
+from aloe.labels import LabeledSet, positions_in
 from aloe.store import create_store
 
 
@@ -19,6 +19,14 @@ def test_labeled_set_orders_classes_and_finds_positions(tmp_path):
     assert len(labeled) == 3
     with pytest.raises(AloeError, match="not in the pool"):
         LabeledSet.from_labels({"e": "ant"}, store)
+
+
+def test_positions_in_gives_int64_positions_and_names_the_first_few_unknown_ids():
+    index = {"a": 0, "b": 1, "c": 2}
+    positions = positions_in(index, ["c", "a"], "the pool")
+    assert positions.dtype == np.int64 and positions.tolist() == [2, 0]
+    with pytest.raises(AloeError, match=r"^5 ids are not in the toy pool: 'v', 'w', 'x' and 2 more$"):
+        positions_in(index, ["a", "v", "w", "x", "y", "z"], "the toy pool")
 
 
 def test_next_round_is_one_past_the_newest_complete_round(tmp_path):

@@ -19,7 +19,7 @@ import numpy as np
 from aloe.data.npz import npz_digest, read_npz
 from aloe.errors import AloeError
 from aloe.internal.split import stratified_sample
-from aloe.labels import check_pool_ids
+from aloe.labels import check_pool_ids, positions_in
 
 TEST_FRACTION = 0.2
 
@@ -48,12 +48,8 @@ class OracleLabels:
         return {item: i for i, item in enumerate(self.ids.tolist())}
 
     def position_of(self, ids: Iterable[str]) -> np.ndarray:
-        """Pool positions of ``ids`` (an :class:`AloeError` names the first id outside the pool)."""
-        ids = list(ids)
-        unknown = [item for item in ids if item not in self._positions]
-        if unknown:
-            raise AloeError(f"{len(unknown)} id(s) are not in the pool, e.g. {unknown[0]!r}")
-        return np.array([self._positions[item] for item in ids], dtype=np.int64)
+        """Pool positions of ``ids`` (an :class:`AloeError` names the first few ids outside the pool)."""
+        return positions_in(self._positions, ids, "the pool")
 
 
 @dataclass(frozen=True)

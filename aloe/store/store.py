@@ -16,6 +16,7 @@ import numpy as np
 
 from aloe import __version__
 from aloe.errors import AloeError
+from aloe.labels import positions_in
 from aloe.store.backend import Backend, DamagedNode
 from aloe.store.hdf5_backend import Hdf5Backend
 from aloe.store.readers import RoundReader, RowReader
@@ -114,12 +115,7 @@ class Store:
         """Pool positions of ``ids``; :class:`AloeError` naming the first few unknown ids."""
         if self._positions is None:
             self._positions = {item: i for i, item in enumerate(self.ids.tolist())}
-        ids = list(ids)
-        missing = [item for item in ids if item not in self._positions]
-        if missing:
-            shown = ", ".join(repr(m) for m in missing[:3])
-            raise AloeError(f"{len(missing)} ids are not in the pool of {self.path}: {shown}")
-        return np.array([self._positions[item] for item in ids], dtype=np.int64)
+        return positions_in(self._positions, ids, f"the pool of {self.path}")
 
     # rounds -------------------------------------------------------------------------------
 
