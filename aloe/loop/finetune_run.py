@@ -99,9 +99,9 @@ class FinetuneRun(Run):
         """The store lacks round ``t``."""
         return not self.store_path.exists() or t not in open_store(self.store_path).rounds()
 
-    def prepare(self, t: int, labeled: LabeledSet) -> None:
-        """Write store round ``t`` (fine-tune, evaluate, pool pass) unless it is there."""
-        if not self.round_missing(t):
+    def prepare(self, t: int, labeled: LabeledSet, missing: bool) -> None:
+        """Write store round ``t`` (fine-tune, evaluate, pool pass) when it is ``missing``."""
+        if not missing:
             return
         if self.ledger.last_round() != t:
             raise AloeError(f"{self.ledger.path}: holds rounds past {t} but the store lacks round {t}; "

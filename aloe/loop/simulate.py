@@ -215,8 +215,9 @@ class Run:
         """Whether round ``t`` still has to be written somewhere besides the metrics and the ledger."""
         return False
 
-    def prepare(self, t: int, labeled: LabeledSet) -> Any:
-        """Round ``t``'s model (whatever :meth:`evaluation` and :meth:`choose` need), written where kept."""
+    def prepare(self, t: int, labeled: LabeledSet, missing: bool) -> Any:
+        """Round ``t``'s model (whatever :meth:`evaluation` and :meth:`choose` need), written where kept
+        when ``missing`` (what :meth:`round_missing` said of round ``t``)."""
         raise NotImplementedError
 
     def evaluation(self, t: int, model: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -244,11 +245,12 @@ class Run:
                 continue
             labeled = self.labeled(t)
             select = t < rounds and last <= t and len(labeled.positions) < len(self.pool.ids)
-            if t in rows and not select and not self.round_missing(t):
+            missing = self.round_missing(t)
+            if t in rows and not select and not missing:
                 tick()
                 continue
             with self.round_context():
-                model = self.prepare(t, labeled)
+                model = self.prepare(t, labeled, missing)
                 if t not in rows:
                     rows[t] = self.metrics_row(t, labeled, model)
                     write_metrics(self.metrics_path, rows.values())
@@ -285,12 +287,12 @@ class LinearRun(Run):
         """A kept store lacks round ``t``."""
         return self.settings.keep_stores and t not in self.store.rounds()
 
-    def prepare(self, t: int, labeled: LabeledSet):
-        """Round ``t``'s head, trained once on the round's labeled rows; with ``keep_stores``, round
-        ``t`` written into the store (float32, so aloe-select on it gives the same batch)."""
+    def prepare(self, t: int, labeled: LabeledSet, missing: bool):
+        """Round ``t``'s head, trained once on the round's labeled rows; when the kept store lacks it
+        (``missing``), round ``t`` written into the store (float32, so aloe-select on it gives the same batch)."""
         head = fit_linear_head(self.pool.features[labeled.positions], labeled.classes, len(labeled.names),
                                config=self.settings.head)
-        if self.round_missing(t):
+        if missing:
             provenance = {"mode": "linear", "head": self.settings.head.model_dump(),
                           "simulation": {"strategy": self.strategy, "seed": self.seed, "ledger_round": t}}
             write_head_round(self.store, t, ArrayFeatures(self.pool.features), head, labeled, provenance,
