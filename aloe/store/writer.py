@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -162,6 +162,30 @@ def progress_path(staging: Path, rows: tuple[int, int] | None = None) -> Path:
 def staged_progress_files(staging: Path) -> list[Path]:
     """Every progress file of the staged node ``staging`` (whole-node and per-row-range)."""
     return sorted(staging.parent.glob(f"{staging.name}.progress*.json"))
+
+
+class Progress(NamedTuple):
+    """What a progress file says: the next row to write and the writer's rows ``[a, b)``."""
+
+    rows_done: int
+    rows: tuple[int, int] | None  # None: the file gives no such pair
+
+
+def read_progress(path: Path, signature: str) -> Progress | None:
+    """The progress file at ``path`` when it parses and carries ``signature``; ``None`` when it is
+    missing, unreadable or another writer's."""
+    try:
+        progress = json.loads(path.read_text())
+        done = int(progress["rows_done"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if progress.get("signature") != signature:
+        return None
+    try:
+        start, stop = progress["rows"]
+    except (KeyError, ValueError, TypeError):
+        return Progress(done, None)
+    return Progress(done, (start, stop))
 
 
 class StagedWriter:
@@ -311,17 +335,14 @@ class StagedWriter:
 
     def _try_resume(self) -> int | None:
         """The next row to write, from a matching progress file; ``None`` when there is none."""
+        progress = read_progress(self._progress, self._signature)
+        if progress is None or not self.row_range[0] < progress.rows_done <= self.row_range[1]:
+            return None
         try:
-            progress = json.loads(self._progress.read_text())
-            done = int(progress["rows_done"])
-            if progress.get("signature") != self._signature or not (
-                self.row_range[0] < done <= self.row_range[1]
-            ):
-                return None
             self._node = self._backend.append_node(self._staging)
-            return done
         except (OSError, ValueError, KeyError, TypeError):
             return None
+        return progress.rows_done
 
     def _join(self) -> NodeWriter:
         try:
@@ -408,14 +429,9 @@ class StagedWriter:
         """Every row of the node is in a finished range with this writer's signature."""
         covered = np.zeros(self.n_items, dtype=bool)
         for path in staged_progress_files(self._staging):
-            try:
-                progress = json.loads(path.read_text())
-                start, stop = progress["rows"]
-                done = int(progress["rows_done"])
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-            if progress.get("signature") == self._signature:
-                covered[start:done] = True
+            progress = read_progress(path, self._signature)
+            if progress is not None and progress.rows is not None:
+                covered[progress.rows[0] : progress.rows_done] = True
         if not covered.all():
             missing = int((~covered).sum())
             raise AloeError(f"{'/'.join(self._parts)}: {missing} rows are not written yet")

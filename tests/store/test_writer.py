@@ -8,7 +8,7 @@ import pytest
 from aloe.errors import AloeError
 from aloe.store import create_store, open_store
 from aloe.store.schema import ROUNDS, round_name
-from aloe.store.writer import StagedWriter, aside_path, publish, recover_replace
+from aloe.store.writer import Progress, StagedWriter, aside_path, publish, read_progress, recover_replace
 
 N, D, CHUNK = 250, 4, 50
 
@@ -52,6 +52,19 @@ def test_commit_waits_for_every_range(tmp_path):
     with pytest.raises(AloeError, match="150 rows are not written yet"):
         first.commit()
     assert open_store(store.path).rounds() == []
+
+
+def test_read_progress_takes_only_a_whole_file_with_the_signature(tmp_path):
+    path = tmp_path / "node.progress.json"
+    assert read_progress(path, "sig") is None  # no file
+    path.write_text('{"signature": "sig", "rows": [50, 100], "rows_done": 75}')
+    assert read_progress(path, "sig") == Progress(75, (50, 100))
+    assert read_progress(path, "other") is None
+    path.write_text('{"signature": "sig", "rows_done": 75}')  # no range: resumable, covers nothing
+    assert read_progress(path, "sig") == Progress(75, None)
+    for garbled in ('{"signature": "sig", "rows": [0, 10], "rows_done": "x"}', '{"signature": "sig"', "[1, 2]"):
+        path.write_text(garbled)
+        assert read_progress(path, "sig") is None
 
 
 def test_ranges_must_be_chunk_aligned_and_zarr_only(tmp_path):
