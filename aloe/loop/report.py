@@ -2,7 +2,9 @@
 
 For each strategy: classes discovered and balanced accuracy against the number of labels (mean over
 seeds, with a band of one standard deviation), and the labels needed to discover 50%, 90% and 100%
-of the classes, with the saving against ``random``.
+of the classes, with the saving against ``random``; and, seed by seed, how many more or fewer labels
+each strategy needed than a reference strategy (``aloe``) to discover every class, with a bootstrap
+interval, so that a difference can be told from the seeds' noise.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from aloe.loop.metrics import read_metrics, stalls  # noqa: E402
 FRACTIONS = (0.5, 0.9, 1.0)
 SETTINGS_NAME = "simulation.json"
 BASELINE = "random"
+REFERENCE = "aloe"
+RESAMPLES = 10_000
 
 
 @dataclass(frozen=True)
@@ -83,14 +87,56 @@ def curve(seeds: dict[int, list[dict]], key: str) -> Curve:
     return Curve(np.array(labels), np.array(means), np.array(stds))
 
 
+def labels_by_seed(seeds: dict[int, list[dict]], n_classes: int) -> dict[int, float]:
+    """``{seed: the fewest labels at which n_classes_discovered >= n_classes}``, NaN where never."""
+    return {
+        seed: float(min((r["n_labeled"] for r in rows if r["n_classes_discovered"] >= n_classes), default=math.nan))
+        for seed, rows in seeds.items()
+    }
+
+
 def labels_to_reach(seeds: dict[int, list[dict]], n_classes: int) -> Reach:
     """Per seed, the fewest labels at which ``n_classes_discovered >= n_classes``."""
-    found, most = [], []
-    for rows in seeds.values():
-        hits = [r["n_labeled"] for r in rows if r["n_classes_discovered"] >= n_classes]
-        found.append(min(hits) if hits else math.nan)
-        most.append(max(r["n_labeled"] for r in rows))
+    found = list(labels_by_seed(seeds, n_classes).values())
+    most = [max(r["n_labeled"] for r in rows) for rows in seeds.values()]
     return Reach(np.array(found, dtype=float), np.array(most, dtype=float))
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Per-seed differences in labels between two strategies, over the seeds where both got there."""
+
+    differences: np.ndarray
+    low: float  # the 95% bootstrap interval of their mean
+    high: float
+
+    @property
+    def mean(self) -> float:
+        """Mean difference (negative: fewer labels than the reference)."""
+        return float(self.differences.mean())
+
+
+def bootstrap_interval(values: np.ndarray, level: float = 0.95, resamples: int = RESAMPLES,
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values``: ``resamples`` draws with replacement
+    from a generator seeded with ``seed``, so the same values always give the same interval."""
+    values = np.asarray(values, dtype=float)
+    means = np.random.default_rng(seed).choice(values, size=(resamples, len(values))).mean(axis=1)
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+def paired_difference(seeds: dict[int, list[dict]], reference: dict[int, list[dict]],
+                      n_classes: int) -> PairedDifference | None:
+    """Labels ``seeds`` needed to discover ``n_classes`` minus what ``reference`` needed on the same
+    seed (the same initial labels), over the seeds both ran and both got there; ``None`` with
+    fewer than two such seeds."""
+    mine, theirs = labels_by_seed(seeds, n_classes), labels_by_seed(reference, n_classes)
+    both = sorted(s for s in mine.keys() & theirs.keys() if math.isfinite(mine[s]) and math.isfinite(theirs[s]))
+    if len(both) < 2:
+        return None
+    differences = np.array([mine[s] - theirs[s] for s in both])
+    return PairedDifference(differences, *bootstrap_interval(differences))
 
 
 def total_classes(run_dir: Path, rows: list[dict]) -> int:
@@ -194,6 +240,29 @@ def describe_settings(settings: dict) -> str:
     )
 
 
+def paired_lines(runs: dict, n_classes: int, reference: str = REFERENCE) -> list[str]:
+    """The section comparing every strategy with ``reference`` seed by seed (empty without one)."""
+    pairs = {s: paired_difference(seeds, runs[reference], n_classes)
+             for s, seeds in sorted(runs.items()) if s != reference} if reference in runs else {}
+    if not any(pairs.values()):
+        return []
+    lines = [f"## Against `{reference}`, seed by seed", "",
+             f"Per seed, the labels a strategy needed to discover all {n_classes} classes minus those "
+             f"`{reference}` needed on the same seed (the same initial labels), over the seeds where both "
+             f"did: the mean, and a 95% bootstrap interval of it ({RESAMPLES:,} resamples, seeded). "
+             f"Negative: fewer labels than `{reference}`. An interval that holds 0 means these seeds cannot "
+             "tell the two apart.", "",
+             "| strategy | seeds (both found every class) | mean difference | 95% interval |", "|---|---|---|---|"]
+    for strategy, pair in pairs.items():
+        total = len(runs[strategy].keys() & runs[reference].keys())
+        if pair is None:
+            lines.append(f"| {strategy} | fewer than 2 of {total} | n/a | n/a |")
+        else:
+            lines.append(f"| {strategy} | {len(pair.differences)} of {total} | {pair.mean:+.1f} | "
+                         f"[{pair.low:+.1f}, {pair.high:+.1f}] |")
+    return [*lines, ""]
+
+
 def markdown(runs: dict, n_classes: int, title: str, settings: dict | None) -> str:
     """The summary: thresholds table, a table at equal labels, the plots."""
     lines = [f"# {title}", ""]
@@ -235,7 +304,8 @@ def markdown(runs: dict, n_classes: int, title: str, settings: dict | None) -> s
         stall_mean, longest = stall_counts(seeds, n_classes, common)
         cells += [f"{stall_mean:.1f}", str(longest)]
         lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
-    lines += ["", "![classes discovered](discovery.png)", "", "![balanced accuracy](accuracy.png)", ""]
+    lines += ["", *paired_lines(runs, n_classes)]
+    lines += ["![classes discovered](discovery.png)", "", "![balanced accuracy](accuracy.png)", ""]
     return "\n".join(lines)
 
 

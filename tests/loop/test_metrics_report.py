@@ -16,7 +16,7 @@ from aloe.cli import cli
 from aloe.errors import AloeError
 from aloe.internal.cli import run_cli
 from aloe.loop.metrics import COLUMNS, balanced_accuracies, read_metrics, stalls, write_metrics
-from aloe.loop.report import by_run, discovery_lines, write_report
+from aloe.loop.report import bootstrap_interval, by_run, discovery_lines, paired_difference, write_report
 
 
 def test_balanced_accuracies_match_sklearn_recalls():
@@ -139,3 +139,43 @@ def test_report_counts_stalls_up_to_the_common_labels_and_lists_labels_to_every_
     lines = discovery_lines(by_run(read_metrics(tmp_path / "metrics.csv")), 10)
     assert lines[0].startswith("labels to discover all 10 classes, mean over seeds")
     assert lines[1:] == ["  aloe (2 seeds): > 40 (1/2 seeds, those at 40)", "  random (1 seeds): > 60 (0/1 seeds)"]
+
+
+def test_paired_differences_against_aloe_seed_by_seed(tmp_path):
+    # 10 classes. Labels to all 10: aloe 40 / 20 / 50 / never on seeds 0-3; ood 30 / 50 / 60 / 40;
+    # random only seed 0 (50). Shared seeds where both got there: ood 0-2, random 0 (too few).
+    rows = (
+        _rows("aloe", 0, [5, 8, 9, 10]) + _rows("aloe", 1, [5, 10]) + _rows("aloe", 2, [5, 6, 7, 8, 10])
+        + _rows("aloe", 3, [5, 6])
+        + _rows("ood", 0, [5, 8, 10]) + _rows("ood", 1, [5, 6, 7, 8, 10]) + _rows("ood", 2, [5, 6, 7, 8, 9, 10])
+        + _rows("ood", 3, [5, 6, 7, 10])
+        + _rows("random", 0, [5, 6, 7, 8, 10])
+    )
+    write_metrics(tmp_path / "metrics.csv", rows)
+    (tmp_path / "simulation.json").write_text(json.dumps({"n_classes": 10}))
+    runs = by_run(rows)
+    pair = paired_difference(runs["ood"], runs["aloe"], 10)
+    assert pair.differences.tolist() == [-10.0, 30.0, 10.0]
+    assert pair.mean == pytest.approx(10.0)
+    assert -10 <= pair.low < pair.mean < pair.high <= 30
+    assert paired_difference(runs["random"], runs["aloe"], 10) is None
+    again = paired_difference(runs["ood"], runs["aloe"], 10)
+    assert (again.low, again.high) == (pair.low, pair.high)  # seeded: the same interval every time
+    text = write_report(tmp_path).read_text()
+    assert "## Against `aloe`, seed by seed" in text
+    assert f"| ood | 3 of 4 | +10.0 | [{pair.low:+.1f}, {pair.high:+.1f}] |" in text
+    assert "| random | fewer than 2 of 1 | n/a | n/a |" in text
+
+
+def test_no_paired_section_without_the_reference_strategy(tmp_path):
+    write_metrics(tmp_path / "metrics.csv", _rows("ood", 0, [3, 5]) + _rows("random", 0, [2, 5]))
+    assert "seed by seed" not in write_report(tmp_path).read_text()
+
+
+@given(st.lists(st.integers(-50, 50), min_size=2, max_size=30), st.integers(0, 2**32 - 1))
+def test_bootstrap_interval_brackets_the_mean_within_the_range(values, seed):
+    low, high = bootstrap_interval(np.array(values), seed=seed)
+    mean = float(np.mean(values))
+    assert min(values) <= low <= mean + 1e-9 and mean - 1e-9 <= high <= max(values)
+    if len(set(values)) == 1:
+        assert low == high == values[0]
