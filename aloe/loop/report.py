@@ -251,7 +251,8 @@ def paired_lines(runs: dict, n_classes: int, reference: str = REFERENCE) -> list
              f"`{reference}` needed on the same seed (the same initial labels), over the seeds where both "
              f"did: the mean, and a 95% bootstrap interval of it ({RESAMPLES:,} resamples, seeded). "
              f"Negative: fewer labels than `{reference}`. An interval that holds 0 means these seeds cannot "
-             "tell the two apart.", "",
+             "tell the two apart; with fewer than about 10 seeds the interval comes out too narrow, so "
+             "run more seeds before trusting one that excludes 0.", "",
              "| strategy | seeds (both found every class) | mean difference | 95% interval |", "|---|---|---|---|"]
     for strategy, pair in pairs.items():
         total = len(runs[strategy].keys() & runs[reference].keys())
