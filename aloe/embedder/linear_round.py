@@ -183,13 +183,15 @@ def storage_dtype(features: np.ndarray) -> str:
     return "float16" if fits(features, "float16") else "float32"
 
 
-def import_features_npz(store: Any, npz_path: str | Path, digest: str | None = None) -> Any:
+def import_features_npz(store: Any, npz_path: str | Path, digest: str | None = None,
+                        loaded: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
     """Put an npz's features into a store's feature cache (once) and return the cache reader.
 
     ``store`` is an open writable store or the path of one. The cache key is ``npz-<content hash>``
     (``digest``, the file's :func:`~aloe.data.npz.npz_digest`, when the caller has it already), so
     importing the same file again reuses the cache, and an import killed mid-way resumes. The
-    features are stored as float16 when they fit, else as float32 (:func:`storage_dtype`). Raises
+    features are stored as float16 when they fit, else as float32 (:func:`storage_dtype`).
+    ``loaded`` is the npz's checked ``(ids, features)`` when the caller has read them already. Raises
     :class:`AloeError` when the npz's ids differ from the store's pool.
     """
     if isinstance(store, (str, Path)):
@@ -200,7 +202,7 @@ def import_features_npz(store: Any, npz_path: str | Path, digest: str | None = N
     cached = store.cached_features(key)
     if cached is not None:
         return cached
-    ids, features = load_features_npz(npz_path)
+    ids, features = loaded if loaded is not None else load_features_npz(npz_path)
     if len(ids) != store.n_items or not np.array_equal(ids, np.asarray(store.ids).astype(str)):
         raise AloeError(f"{npz_path}: its ids are not the store's pool ids (in the same order)")
     writer = store.begin_cache(key, feature_dim=features.shape[1], meta={"source": str(npz_path)},
@@ -243,12 +245,14 @@ def embed_from_features(
     comm = comm or Comm()
     labels = read_labels(labels_csv)
     store_path = Path(store_path)
+    loaded: list[tuple[np.ndarray, np.ndarray]] = []  # the npz, when checking it read it already
 
     def open_here() -> Any:
         if store_path.exists():
             store = open_store(store_path, mode="a")
         else:  # check the whole input first: a failed first run must not leave an empty store behind
-            ids, _ = load_features_npz(npz_path)
+            loaded.append(load_features_npz(npz_path))
+            ids = loaded[0][0]
             check_known_ids(labels, ids, str(labels_csv))
             store = create_store(store_path, ids, meta={"source": "features", "npz": Path(npz_path).name})
         check_known_ids(labels, store.ids, str(labels_csv))
@@ -256,7 +260,8 @@ def embed_from_features(
 
     store = open_store_on_ranks(comm, store_path, open_here)
     digest = npz_digest(npz_path)  # hashed once per rank: the cache key and the provenance
-    cache = run_agreed(comm, lambda: import_features_npz(store, npz_path, digest) if comm.is_root else None)
+    arrays = loaded[0] if loaded else None
+    cache = run_agreed(comm, lambda: import_features_npz(store, npz_path, digest, arrays) if comm.is_root else None)
     cache = cache if comm.is_root else import_features_npz(store, npz_path, digest)  # rank 0 imported it
     labeled = LabeledSet.from_labels(labels, store)
     round = comm.broadcast(store.next_round() if round is None else round)

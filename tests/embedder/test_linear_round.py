@@ -70,6 +70,25 @@ def test_embed_from_features_hashes_the_npz_once(tmp_path, pool, monkeypatch):
     assert len(hashed) == 1
 
 
+def test_embed_from_features_reads_the_npz_once_for_a_new_store(tmp_path, pool, monkeypatch):
+    """A new store checks the npz before creating the store, and imports those same arrays; a later
+    round finds the features in the store's cache and does not read the npz at all."""
+    import aloe.embedder.linear_round as linear_round
+
+    npz = tmp_path / "pool.npz"
+    np.savez(npz, ids=pool.ids, features=pool.features)
+    reads = []
+    real = linear_round.load_features_npz
+    monkeypatch.setattr(linear_round, "load_features_npz", lambda path: reads.append(path) or real(path))
+    labels = _labels_csv(tmp_path / "labels.csv", pool, np.flatnonzero(pool.labels < 2)[:6])
+    assert embed_from_features(npz, labels, tmp_path / "s.zarr") == 0
+    assert len(reads) == 1
+    assert embed_from_features(npz, labels, tmp_path / "s.zarr") == 1
+    assert len(reads) == 1
+    store = open_store(tmp_path / "s.zarr")
+    np.testing.assert_allclose(store.round(1).features(np.arange(5)), pool.features[:5], rtol=1e-3, atol=1e-3)
+
+
 def test_embed_from_features_bad_inputs(tmp_path, pool):
     npz = tmp_path / "pool.npz"
     np.savez(npz, ids=pool.ids, features=pool.features)
