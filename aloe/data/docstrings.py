@@ -8,8 +8,10 @@ the standard-library package or module the object is defined in (``asyncio``, ``
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
+import io
 import pkgutil
 import warnings
 from collections.abc import Iterator
@@ -21,16 +23,25 @@ MIN_CHARS = 40
 SKIPPED_PARTS = ("test", "tests", "testing")
 
 
+def _quiet_import(name: str) -> ModuleType:
+    """Import ``name`` with whatever it prints while importing discarded (``PIL.report`` prints a
+    whole report; some modules print install hints for optional extras)."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return importlib.import_module(name)
+
+
 def _submodules(package: str) -> Iterator[ModuleType]:
     """The package and its public, non-test submodules that import on this platform (sorted)."""
-    root = importlib.import_module(package)
+    root = _quiet_import(package)
     yield root
-    for info in pkgutil.walk_packages(getattr(root, "__path__", []), package + "."):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        found = list(pkgutil.walk_packages(getattr(root, "__path__", []), package + "."))
+    for info in found:
         parts = info.name.split(".")[1:]
         if any(part.startswith("_") or part in SKIPPED_PARTS for part in parts):
             continue
         try:
-            yield importlib.import_module(info.name)
+            yield _quiet_import(info.name)
         except Exception:  # noqa: BLE001 - platform-specific modules (asyncio.windows_events, ...)
             continue
 

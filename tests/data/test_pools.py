@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aloe.cli import cli
-from aloe.data.docstrings import MIN_CHARS, docstring_corpus
+from aloe.data.docstrings import MIN_CHARS, docstring_corpus, package_paragraphs
 from aloe.data.longtail import longtail_counts
 from aloe.data.pools import POOLS, PoolSpec, get_spec, longtail_split
 from aloe.embedder.backbones import TimmConfig
@@ -167,3 +167,20 @@ def test_cli_builds_into_the_directory(tiny_mnist, tiny_backbone, monkeypatch, t
     out = capsys.readouterr().out
     assert "tiny: 40 items, 10 classes (largest 8, smallest 2), 30 test items" in out
     assert (tmp_path / "tiny.npz").is_file()
+
+
+def test_docstring_corpus_keeps_what_modules_print_on_import_out_of_the_output(tmp_path, monkeypatch, capfd):
+    """Walking a package imports its submodules; one that prints (as PIL.report does) must not
+    write into the command's output, and its docstrings are still read."""
+    package = tmp_path / "noisy_pkg_for_test"
+    package.mkdir()
+    (package / "__init__.py").write_text('"""A package."""\n')
+    (package / "loud.py").write_text(
+        "import sys\nprint('REPORT ' * 20)\nprint('hint', file=sys.stderr)\n\n"
+        "def shout():\n    \"\"\"Shout a long line of text so that the paragraph is long enough to count.\"\"\"\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    paragraphs = package_paragraphs("noisy_pkg_for_test")
+    assert paragraphs == ["Shout a long line of text so that the paragraph is long enough to count."]
+    out, err = capfd.readouterr()
+    assert "REPORT" not in out and "hint" not in err
