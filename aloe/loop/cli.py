@@ -149,17 +149,19 @@ def simulate_command(config_path: Path | None, mode: str | None, features_path: 
 @click.argument("run_dir", metavar="DIR", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), help="Where to write the report. Default: DIR.")
 @click.option("--title", help="The report's title.")
-def report_command(run_dir: Path, out: Path | None, title: str | None) -> None:
+@click.option("--reference", default="aloe", show_default=True,
+              help="The strategy every other one is compared with, seed by seed.")
+def report_command(run_dir: Path, out: Path | None, title: str | None, reference: str) -> None:
     """Plot and summarize a simulation: report.md, discovery.png and accuracy.png.
 
     The plots show, per strategy, the classes discovered and the test balanced accuracy against
     the number of labels (mean over seeds, band = one standard deviation). The summary gives the
     labels each strategy needed to discover 50%, 90% and 100% of the classes and the saving
     against random, then, seed by seed, how many more or fewer labels each strategy needed than
-    aloe to discover every class, with a 95% bootstrap interval (an interval that holds 0: the
-    seeds cannot tell the two apart).
+    the --reference strategy to discover every class, with a 95% bootstrap interval (an interval
+    that holds 0: the seeds cannot tell the two apart).
     """
-    path = write_report(run_dir, out, title)
+    path = write_report(run_dir, out, title, reference)
     click.echo(f"report: {path}")
 
 

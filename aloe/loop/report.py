@@ -264,8 +264,9 @@ def paired_lines(runs: dict, n_classes: int, reference: str = REFERENCE) -> list
     return [*lines, ""]
 
 
-def markdown(runs: dict, n_classes: int, title: str, settings: dict | None) -> str:
-    """The summary: thresholds table, a table at equal labels, the plots."""
+def markdown(runs: dict, n_classes: int, title: str, settings: dict | None, reference: str = REFERENCE) -> str:
+    """The summary: thresholds table, a table at equal labels, the seed-by-seed comparison with
+    ``reference``, the plots."""
     lines = [f"# {title}", ""]
     if settings:
         lines += [describe_settings(settings), ""]
@@ -305,13 +306,18 @@ def markdown(runs: dict, n_classes: int, title: str, settings: dict | None) -> s
         stall_mean, longest = stall_counts(seeds, n_classes, common)
         cells += [f"{stall_mean:.1f}", str(longest)]
         lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
-    lines += ["", *paired_lines(runs, n_classes)]
+    lines += ["", *paired_lines(runs, n_classes, reference)]
     lines += ["![classes discovered](discovery.png)", "", "![balanced accuracy](accuracy.png)", ""]
     return "\n".join(lines)
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None, title: str | None = None) -> Path:
-    """Write ``report.md``, ``discovery.png`` and ``accuracy.png``; return the Markdown's path."""
+def write_report(run_dir: str | Path, out: str | Path | None = None, title: str | None = None,
+                 reference: str = REFERENCE) -> Path:
+    """Write ``report.md``, ``discovery.png`` and ``accuracy.png``; return the Markdown's path.
+
+    ``reference`` is the strategy the others are compared with seed by seed; it must be one of the
+    simulation's strategies unless it is the default (a report without ``aloe`` has no such section).
+    """
     run_dir = Path(run_dir)
     rows = read_metrics(run_dir / "metrics.csv")
     if not rows:
@@ -319,11 +325,14 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, title: str 
     out = Path(out) if out else run_dir
     out.mkdir(parents=True, exist_ok=True)
     runs = by_run(rows)
+    if reference != REFERENCE and reference not in runs:
+        raise AloeError(f"no strategy {reference!r} to compare with in {run_dir / 'metrics.csv'}; "
+                        f"it holds {', '.join(sorted(runs))}")
     n_classes = total_classes(run_dir, rows)
     settings_path = run_dir / SETTINGS_NAME
     settings = json.loads(settings_path.read_text()) if settings_path.is_file() else None
     _plot(runs, "n_classes_discovered", "classes discovered", out / "discovery.png", n_classes)
     _plot(runs, "balanced_accuracy", "balanced accuracy (test)", out / "accuracy.png")
     report = out / "report.md"
-    report.write_text(markdown(runs, n_classes, title or f"ALOE simulation: {run_dir.name}", settings))
+    report.write_text(markdown(runs, n_classes, title or f"ALOE simulation: {run_dir.name}", settings, reference))
     return report

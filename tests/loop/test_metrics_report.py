@@ -172,6 +172,21 @@ def test_no_paired_section_without_the_reference_strategy(tmp_path):
     assert "seed by seed" not in write_report(tmp_path).read_text()
 
 
+def test_report_command_compares_with_another_reference_and_refuses_an_unknown_one(tmp_path, capsys):
+    rows = (_rows("aloe", 0, [5, 10]) + _rows("aloe", 1, [5, 8, 10])
+            + _rows("ood", 0, [5, 8, 10]) + _rows("ood", 1, [5, 10]))
+    write_metrics(tmp_path / "metrics.csv", rows)
+    (tmp_path / "simulation.json").write_text(json.dumps({"n_classes": 10}))
+    assert run_cli(cli, ["report", str(tmp_path), "--reference", "ood"]) == 0
+    text = (tmp_path / "report.md").read_text()
+    assert "## Against `ood`, seed by seed" in text and "| aloe | 2 of 2 | +0.0 |" in text
+    before = text
+    assert run_cli(cli, ["report", str(tmp_path), "--reference", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "'nope'" in err and "aloe, ood" in err
+    assert (tmp_path / "report.md").read_text() == before  # nothing overwritten
+
+
 @given(st.lists(st.integers(-50, 50), min_size=2, max_size=30), st.integers(0, 2**32 - 1))
 def test_bootstrap_interval_brackets_the_mean_within_the_range(values, seed):
     low, high = bootstrap_interval(np.array(values), seed=seed)
