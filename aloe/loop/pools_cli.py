@@ -24,8 +24,9 @@ def pools_group() -> None:
 @pools_group.command("list")
 def list_command() -> None:
     """Name, source, encoder, long tail and description of every pool."""
+    width = max(len(name) for name in POOLS)
     for spec in POOLS.values():
-        click.echo(f"{spec.name:18} {spec.source:15} {spec.encoder:19} n0={spec.n0} alpha={spec.alpha} "
+        click.echo(f"{spec.name:{width}} {spec.source:15} {spec.encoder:19} n0={spec.n0} alpha={spec.alpha} "
                    f"seed={spec.seed}  {spec.about}")
 
 

@@ -157,8 +157,10 @@ def test_registry_and_bad_names(capsys, tmp_path):
     assert "--out names one file" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
     assert run_cli(cli, ["pools", "list"]) == 0
-    listing = capsys.readouterr().out
-    assert all(name in listing for name in POOLS)
+    listing = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listing] == list(POOLS)
+    starts = {line.index(spec.source, len(spec.name)) for line, spec in zip(listing, POOLS.values(), strict=True)}
+    assert len(starts) == 1  # the columns line up, whatever the longest name
 
 
 def test_cli_builds_into_the_directory(tiny_mnist, tiny_backbone, monkeypatch, tmp_path, capsys):
