@@ -7,10 +7,11 @@
 #           preprocessing) against the bare ViT-B-32 forward / training step, and a generated
 #           116,000-JPEG pool; about 5 minutes          -> $OUT/gpu-embed.json
 #   select  bench/select/gpu_scale.py: 10M x 512, k = 2,000, end to end from a Zarr store, streamed,
-#           sampled and in memory, peak host and GPU memory; then bench_kmeans.py (FAISS vs torch
-#           Lloyd on 1-16 CPU threads, for --backend auto); about 4 minutes
-#                                                          -> $OUT/gpu-scale.json, $OUT/kmeans.{md,json}
-#   all     both (about 9 minutes: split it in two calls when one call is capped at 10 minutes)
+#           sampled and in memory, peak host and GPU memory; bench/select/gpu_select.py: 1M x 512,
+#           the paper's rule and the defaults (msp+knn, whose knn search runs on the GPU) in memory;
+#           then bench_kmeans.py (FAISS vs torch Lloyd on 1-16 CPU threads, for --backend auto);
+#           about 6 minutes        -> $OUT/gpu-scale.json, $OUT/gpu-select.json, $OUT/kmeans.{md,json}
+#   all     both (about 11 minutes: split it in two calls when one call is capped at 10 minutes)
 #
 # Installs nothing from the network: what a bare GPU machine lacks (open_clip, zarr, pydantic, faiss)
 # comes from wheels in .whl/, fetched beforehand by bench/fetch-gpu-wheels.sh and carried along.
@@ -38,5 +39,6 @@ if [ "$stage" != select ]; then
 fi
 if [ "$stage" != embed ]; then
   python3 bench/select/gpu_scale.py --dir /tmp --out "$out/gpu-scale.json"
+  python3 bench/select/gpu_select.py --dir /tmp > "$out/gpu-select.json"
   python3 bench/select/bench_kmeans.py --threads 1 4 8 16 --out "$out"
 fi
