@@ -245,14 +245,15 @@ def embed_from_features(
     comm = comm or Comm()
     labels = read_labels(labels_csv)
     store_path = Path(store_path)
-    loaded: list[tuple[np.ndarray, np.ndarray]] = []  # the npz, when checking it read it already
+    arrays: tuple[np.ndarray, np.ndarray] | None = None  # the npz, when checking it read it already
 
     def open_here() -> Any:
+        nonlocal arrays
         if store_path.exists():
             store = open_store(store_path, mode="a")
         else:  # check the whole input first: a failed first run must not leave an empty store behind
-            loaded.append(load_features_npz(npz_path))
-            ids = loaded[0][0]
+            arrays = load_features_npz(npz_path)
+            ids = arrays[0]
             check_known_ids(labels, ids, str(labels_csv))
             store = create_store(store_path, ids, meta={"source": "features", "npz": Path(npz_path).name})
         check_known_ids(labels, store.ids, str(labels_csv))
@@ -260,7 +261,6 @@ def embed_from_features(
 
     store = open_store_on_ranks(comm, store_path, open_here)
     digest = npz_digest(npz_path)  # hashed once per rank: the cache key and the provenance
-    arrays = loaded[0] if loaded else None
     cache = run_agreed(comm, lambda: import_features_npz(store, npz_path, digest, arrays) if comm.is_root else None)
     cache = cache if comm.is_root else import_features_npz(store, npz_path, digest)  # rank 0 imported it
     labeled = LabeledSet.from_labels(labels, store)
