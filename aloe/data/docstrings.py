@@ -23,10 +23,17 @@ MIN_CHARS = 40
 SKIPPED_PARTS = ("test", "tests", "testing")
 
 
-def _quiet_import(name: str) -> ModuleType:
-    """Import ``name`` with whatever it prints while importing discarded (``PIL.report`` prints a
-    whole report; some modules print install hints for optional extras)."""
+@contextlib.contextmanager
+def _silenced() -> Iterator[None]:
+    """Discard what is printed meanwhile: importing a module can print (``PIL.report`` prints a whole
+    report; some modules print install hints for optional extras)."""
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
+def _quiet_import(name: str) -> ModuleType:
+    """Import ``name`` with whatever it prints while importing discarded."""
+    with _silenced():
         return importlib.import_module(name)
 
 
@@ -34,7 +41,7 @@ def _submodules(package: str) -> Iterator[ModuleType]:
     """The package and its public, non-test submodules that import on this platform (sorted)."""
     root = _quiet_import(package)
     yield root
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    with _silenced():  # walking imports the subpackages
         found = list(pkgutil.walk_packages(getattr(root, "__path__", []), package + "."))
     for info in found:
         parts = info.name.split(".")[1:]
