@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -272,21 +273,38 @@ def aloe_from_clusters(
     )
     clusters = np.full(len(scored.scores), -1, dtype=np.int64)
     clusters[unlabeled] = assignment
+    return scored_selection(
+        "aloe", scored, chosen, budget, seed, params, started, notes, clusters=clusters, cluster_ratios=ratios, k=k
+    )
+
+
+def scored_selection(
+    strategy: str,
+    scored: Scored,
+    positions: np.ndarray,
+    budget: int,
+    seed: int,
+    params: SelectParams,
+    started: float,
+    notes: list[str] | None = None,
+    **clustering: Any,
+) -> Selection:
+    """The :class:`Selection` of a batch chosen from ``scored``: its scores, threshold, flags, notes
+    (then ``notes``) and timings, plus ``rank``, the seconds since ``started`` (``time.perf_counter``).
+    ``clustering`` holds ALOE's ``clusters``, ``cluster_ratios`` and ``k``."""
     return Selection(
-        strategy="aloe",
+        strategy=strategy,
         budget=budget,
         seed=seed,
         params=params.model_dump(),
-        positions=chosen,
+        positions=positions,
         scores=scored.scores,
         score_name=scored.name,
         tau=scored.tau,
         flagged=scored.flagged,
-        clusters=clusters,
-        cluster_ratios=ratios,
-        k=k,
-        notes=[*scored.notes, *notes],
+        notes=[*scored.notes, *(notes or [])],
         timings={**scored.timings, "rank": time.perf_counter() - started},
+        **clustering,
     )
 
 
@@ -301,19 +319,7 @@ def ood_from_scores(
     """The ``ood`` batch from the pool's scores: the top ``B`` unlabeled ``o``."""
     started = time.perf_counter()
     chosen = top_positions(scored.scores[unlabeled], unlabeled, budget)
-    return Selection(
-        strategy="ood",
-        budget=budget,
-        seed=seed,
-        params=params.model_dump(),
-        positions=chosen,
-        scores=scored.scores,
-        score_name=scored.name,
-        tau=scored.tau,
-        flagged=scored.flagged,
-        notes=scored.notes,
-        timings={**scored.timings, "rank": time.perf_counter() - started},
-    )
+    return scored_selection("ood", scored, chosen, budget, seed, params, started)
 
 
 def select_kmeans(view: RoundView, budget: int, seed: int, params: SelectParams) -> Selection:
