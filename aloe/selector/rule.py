@@ -190,8 +190,9 @@ def pick_from_top_clusters(
     items = np.arange(len(assignment))
     remaining = np.ones(len(assignment), dtype=bool)
     offers: list[np.ndarray] = []
-    for _ in range(per_cluster):
-        best = best_member(assignment[remaining], scores[remaining], items[remaining], k)[top]
+    for pick in range(per_cluster):
+        live = remaining if pick else slice(None)  # the first pass reads the arrays themselves, no copies
+        best = best_member(assignment[live], scores[live], items[live], k)[top]
         offers.append(best)
         remaining[best[best >= 0]] = False
     offered = np.stack(offers)  # (pick, cluster rank) -> item, -1 where the cluster ran out
