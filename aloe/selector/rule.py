@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -288,11 +287,14 @@ def scored_selection(
     params: SelectParams,
     started: float,
     notes: list[str] | None = None,
-    **clustering: Any,
+    *,
+    clusters: np.ndarray | None = None,
+    cluster_ratios: np.ndarray | None = None,
+    k: int | None = None,
 ) -> Selection:
     """The :class:`Selection` of a batch chosen from ``scored``: its scores, threshold, flags, notes
     (then ``notes``) and timings, plus ``rank``, the seconds since ``started`` (``time.perf_counter``).
-    ``clustering`` holds ALOE's ``clusters``, ``cluster_ratios`` and ``k``."""
+    ALOE adds its ``clusters``, ``cluster_ratios`` and ``k``."""
     return Selection(
         strategy=strategy,
         budget=budget,
@@ -305,7 +307,9 @@ def scored_selection(
         flagged=scored.flagged,
         notes=[*scored.notes, *(notes or [])],
         timings={**scored.timings, "rank": time.perf_counter() - started},
-        **clustering,
+        clusters=clusters,
+        cluster_ratios=cluster_ratios,
+        k=k,
     )
 
 
