@@ -3,8 +3,9 @@
 The same rule, head and seeds as ``aloe simulate``, without the store: per seed, ``B`` random
 initial labels, then rounds that fit the linear head on the labels so far (scikit-learn's
 ``LogisticRegression(C)`` objective), select ``B`` more with a strategy, and reveal their labels,
-until every class is found. It prints the labels each seed needed to find every class, and with
-``--auroc`` how well each OOD score separates unseen classes from seen ones after 50 random labels.
+until every class is found (torch single-threaded, as in ``aloe simulate``). It prints the labels
+each seed needed to find every class, and with ``--auroc`` how well each OOD score separates
+unseen classes from seen ones after 50 random labels.
 
     python docs/results/discovery.py runs/evidence/pools/mnist-lt-0.01.npz --strategies aloe,ood
     python docs/results/discovery.py POOL.npz --params '{"score": "gradnorm", "threshold": "in_sample"}'
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from aloe.embedder.head import LinearHeadConfig, head_logits, train_linear_head  # noqa: E402
 from aloe.loop.selection import round_seed  # noqa: E402
+from aloe.loop.workers import torch_threads  # noqa: E402
 from aloe.selector.clustering import FewPointsPerClusterWarning  # noqa: E402
 from aloe.selector.config import SelectParams  # noqa: E402
 from aloe.selector.scores import LOGIT_SCORES  # noqa: E402
@@ -105,8 +107,9 @@ def main() -> None:
             print(path.stem, " ".join(f"{k}={v:.2f}" for k, v in auroc(features, labels, seeds, args.C).items()))
             continue
         for strategy in args.strategies.split(","):
-            runs = [labels_to_find_all(features, labels, strategy, s, args.budget, args.rounds, args.C, params)
-                    for s in seeds]
+            with torch_threads(1):  # as aloe simulate runs: the head's sums, and so a few batches, depend on it
+                runs = [labels_to_find_all(features, labels, strategy, s, args.budget, args.rounds, args.C, params)
+                        for s in seeds]
             short = "" if all(done for _, done in runs) else "> "
             print(f"{path.stem} {strategy}: {short}{np.mean([n for n, _ in runs]):.0f} "
                   f"[{','.join(str(n) for n, _ in runs)}]", flush=True)
