@@ -1,6 +1,7 @@
 """ALOE against `ood` over 40 seeds: seeds 0-19 from ``seeds-20`` (``aloe simulate``), seeds 20-39
-from the in-memory loop's output in ``seeds-20-39/discovery.txt`` (``discovery.py``, which gives the
-same figures as ``aloe simulate`` on the same pool, budget and seeds).
+from ``seeds-20-39``: the in-memory loop's output in ``discovery.txt`` (``discovery.py``, which gives
+the same figures as ``aloe simulate`` on the same pool, budget and seeds), and ``aloe simulate``
+runs in its subfolders (the offline default's pool, which has no pool file for the loop).
 
 Per pool it prints the labels each needed to find every class over seeds 20-39 and over all 40,
 with the per-seed difference and its 95% bootstrap interval; then, per seed, the difference summed
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aloe.loop.report import bootstrap_interval  # noqa: E402
 from five_seeds import RESULTS, paired_labels  # noqa: E402
 
-LATER = Path(__file__).resolve().parent / "seeds-20-39" / "discovery.txt"
+LATER = Path(__file__).resolve().parent / "seeds-20-39"
 LINE = re.compile(r"(?P<pool>\S+) (?P<strategy>\w+): (?P<short>> )?[\d.]+ \[(?P<seeds>[\d,]+)\]")
 
 
@@ -42,6 +43,17 @@ def read_discovery(path: Path) -> dict[tuple[str, str], np.ndarray]:
     return found
 
 
+def later_seeds(folder: Path) -> dict[str, np.ndarray]:
+    """``{pool: (seeds, 2) labels of aloe and ood}`` for seeds 20-39: ``discovery.txt`` and every
+    subfolder holding an ``aloe simulate`` run."""
+    found = read_discovery(folder / "discovery.txt")
+    pools = {pool: np.stack([found[pool, "aloe"], found[pool, "ood"]], axis=1) for pool, _ in found}
+    for run in sorted(folder.iterdir()):
+        if (run / "metrics.csv").is_file():
+            pools[run.name] = paired_labels(run, "aloe", "ood")
+    return pools
+
+
 def interval_text(differences: np.ndarray) -> str:
     """``mean [low, high]`` of per-seed differences."""
     low, high = bootstrap_interval(differences)
@@ -50,16 +62,15 @@ def interval_text(differences: np.ndarray) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--later", type=Path, default=LATER, help="discovery.py output for the later seeds")
+    parser.add_argument("--later", type=Path, default=LATER, help="folder of the later seeds' results")
     args = parser.parse_args()
-    later = read_discovery(args.later)
+    later = later_seeds(args.later)
     print("| pool | ALOE, seeds 20-39 | `ood` | ALOE minus `ood` | ALOE, seeds 0-39 | `ood` | ALOE minus `ood` |")
     print("|---|---|---|---|---|---|---|")
     summed = []
-    for pool in sorted({pool for pool, _ in later}):
-        first = paired_labels(RESULTS / pool, "aloe", "ood")
-        aloe, ood = later[pool, "aloe"], later[pool, "ood"]
-        both = np.concatenate([first, np.stack([aloe, ood], axis=1)])
+    for pool, labels in sorted(later.items()):
+        aloe, ood = labels[:, 0], labels[:, 1]
+        both = np.concatenate([paired_labels(RESULTS / pool, "aloe", "ood"), labels])
         summed.append(both[:, 0] - both[:, 1])
         print(f"| {pool} | {aloe.mean():.1f} | {ood.mean():.1f} | {interval_text(aloe - ood)} | "
               f"{both[:, 0].mean():.1f} | {both[:, 1].mean():.1f} | {interval_text(both[:, 0] - both[:, 1])} |")
