@@ -1,0 +1,59 @@
+"""Strategies run by the in-memory loop over seeds 0-19, each against ALOE's ``aloe simulate`` runs
+of ``seeds-20`` on the same seeds (the loop gives the same figures as ``aloe simulate``).
+
+Reads ``discovery.py`` output (default: ``seeds-20-others/discovery.txt``) and prints, per pool and
+strategy, the labels needed to find every class, and the strategy's labels minus ALOE's per seed
+with a 95% bootstrap interval; then each strategy's labels summed over the pools.
+
+    python docs/results/against_aloe.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from aloe.loop.metrics import read_metrics  # noqa: E402
+from aloe.loop.report import by_run, labels_by_seed, total_classes  # noqa: E402
+from five_seeds import RESULTS  # noqa: E402
+from forty_seeds import interval_text, read_discovery  # noqa: E402
+
+OTHERS = Path(__file__).resolve().parent / "seeds-20-others" / "discovery.txt"
+
+
+def aloe_labels(pool: str, n_seeds: int) -> np.ndarray:
+    """ALOE's labels to find every class on seeds ``0 .. n_seeds - 1`` of ``seeds-20/pool``."""
+    rows = read_metrics(RESULTS / pool / "metrics.csv")
+    found = labels_by_seed(by_run(rows)["aloe"], total_classes(RESULTS / pool, rows))
+    labels = np.array([found[seed] for seed in range(n_seeds)])
+    if not all(math.isfinite(n) for n in labels):
+        raise SystemExit(f"{pool}: ALOE left some seed short of every class")
+    return labels
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, default=OTHERS, help="discovery.py output over seeds 0-19")
+    args = parser.parse_args()
+    found = read_discovery(args.runs)
+    totals: dict[str, float] = defaultdict(float)
+    print("| pool | strategy | labels | ALOE | strategy minus ALOE |")
+    print("|---|---|---|---|---|")
+    for (pool, strategy), labels in sorted(found.items()):
+        aloe = aloe_labels(pool, len(labels))
+        totals[strategy] += labels.mean()
+        totals["aloe"] += aloe.mean() / len({s for p, s in found if p == pool})
+        print(f"| {pool} | {strategy} | {labels.mean():.1f} | {aloe.mean():.1f} | {interval_text(labels - aloe)} |")
+    print("\nsummed over the pools: " + ", ".join(f"{s} {n:.1f}" for s, n in sorted(totals.items())))
+
+
+if __name__ == "__main__":
+    main()
