@@ -21,9 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from aloe.loop.metrics import read_metrics  # noqa: E402
-from aloe.loop.report import by_run, labels_by_seed, total_classes  # noqa: E402
-from five_seeds import RESULTS  # noqa: E402
+from five_seeds import RESULTS, strategy_labels  # noqa: E402
 from forty_seeds import interval_text, read_discovery  # noqa: E402
 
 OTHERS = Path(__file__).resolve().parent / "seeds-20-others" / "discovery.txt"
@@ -31,8 +29,7 @@ OTHERS = Path(__file__).resolve().parent / "seeds-20-others" / "discovery.txt"
 
 def aloe_labels(pool: str, n_seeds: int) -> np.ndarray:
     """ALOE's labels to find every class on seeds ``0 .. n_seeds - 1`` of ``seeds-20/pool``."""
-    rows = read_metrics(RESULTS / pool / "metrics.csv")
-    found = labels_by_seed(by_run(rows)["aloe"], total_classes(RESULTS / pool, rows))
+    found = strategy_labels(RESULTS / pool)["aloe"]
     labels = np.array([found[seed] for seed in range(n_seeds)])
     if not all(math.isfinite(n) for n in labels):
         raise SystemExit(f"{pool}: ALOE left some seed short of every class")
@@ -44,14 +41,19 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=OTHERS, help="discovery.py output over seeds 0-19")
     args = parser.parse_args()
     found = read_discovery(args.runs)
+    by_pool: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
+    for (pool, strategy), labels in found.items():
+        by_pool[pool][strategy] = labels
     totals: dict[str, float] = defaultdict(float)
     print("| pool | strategy | labels | ALOE | strategy minus ALOE |")
     print("|---|---|---|---|---|")
-    for (pool, strategy), labels in sorted(found.items()):
-        aloe = aloe_labels(pool, len(labels))
-        totals[strategy] += labels.mean()
-        totals["aloe"] += aloe.mean() / len({s for p, s in found if p == pool})
-        print(f"| {pool} | {strategy} | {labels.mean():.1f} | {aloe.mean():.1f} | {interval_text(labels - aloe)} |")
+    for pool, strategies in sorted(by_pool.items()):
+        aloe = aloe_labels(pool, len(next(iter(strategies.values()))))
+        totals["aloe"] += aloe.mean()
+        for strategy, labels in sorted(strategies.items()):
+            totals[strategy] += labels.mean()
+            print(f"| {pool} | {strategy} | {labels.mean():.1f} | {aloe.mean():.1f} | "
+                  f"{interval_text(labels - aloe)} |")
     print("\nsummed over the pools: " + ", ".join(f"{s} {n:.1f}" for s, n in sorted(totals.items())))
 
 

@@ -29,11 +29,18 @@ REAL_POOLS = (
 )
 
 
+def strategy_labels(run_dir: Path) -> dict[str, dict[int, float]]:
+    """``{strategy: {seed: labels it needed to find every class}}`` (NaN where it never did) of the
+    simulation in ``run_dir``."""
+    rows = read_metrics(run_dir / "metrics.csv")
+    n_classes = total_classes(run_dir, rows)
+    return {strategy: labels_by_seed(seeds, n_classes) for strategy, seeds in by_run(rows).items()}
+
+
 def paired_labels(run_dir: Path, first: str, second: str) -> np.ndarray:
     """``(seeds, 2)``: labels each strategy needed to find every class, on the seeds where both did."""
-    rows = read_metrics(run_dir / "metrics.csv")
-    runs, n_classes = by_run(rows), total_classes(run_dir, rows)
-    a, b = labels_by_seed(runs[first], n_classes), labels_by_seed(runs[second], n_classes)
+    found = strategy_labels(run_dir)
+    a, b = found[first], found[second]
     seeds = sorted(s for s in a.keys() & b.keys() if math.isfinite(a[s]) and math.isfinite(b[s]))
     return np.array([[a[s], b[s]] for s in seeds])
 
