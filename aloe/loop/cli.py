@@ -12,7 +12,7 @@ from aloe.loop.demo import TITLE, default_config, result_lines
 from aloe.loop.embedded import load_config_pool
 from aloe.loop.oracle import load_npz_pool
 from aloe.loop.progress import round_progress
-from aloe.loop.report import write_report
+from aloe.loop.report import REFERENCE, write_report
 from aloe.loop.simulate import SimulationSettings, simulate
 from aloe.selector.scores import SCORES
 
@@ -149,7 +149,7 @@ def simulate_command(config_path: Path | None, mode: str | None, features_path: 
 @click.argument("run_dir", metavar="DIR", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), help="Where to write the report. Default: DIR.")
 @click.option("--title", help="The report's title.")
-@click.option("--reference", default="aloe", show_default=True,
+@click.option("--reference", default=REFERENCE, show_default=True,
               help="The strategy every other one is compared with, seed by seed.")
 def report_command(run_dir: Path, out: Path | None, title: str | None, reference: str) -> None:
     """Plot and summarize a simulation: report.md, discovery.png and accuracy.png.
