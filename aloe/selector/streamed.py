@@ -216,6 +216,12 @@ def select_streamed(reader: Any, ids: np.ndarray, config: SelectConfig, comm: Co
     clustering = trivial is None and config.strategy == "aloe"
     n_candidates = len(candidates)
     k = aloe_k(n_candidates, config.budget, len(reader.class_names), params) if clustering else 0
+    if clustering and params.kmeans_sample is not None and params.kmeans_sample < k:
+        raise AloeError(
+            f"--kmeans-sample {params.kmeans_sample} is below the {k} clusters k-means makes (k = multiplier "
+            f"{params.multiplier} x max(budget {config.budget}, {len(reader.class_names)} classes)): pass "
+            f"--kmeans-sample {k} or more (several times k trains better), or a smaller --budget or --multiplier"
+        )
     sample = None
     train_first, train_stop = shard.first, shard.first + shard.n_candidates_here  # k-means rows held here
     if clustering and params.kmeans_sample is not None and params.kmeans_sample < n_candidates:

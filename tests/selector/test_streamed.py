@@ -112,6 +112,19 @@ def test_cli_records_the_sample_and_refuses_what_cannot_stream(pool_store, tmp_p
     assert "runs in one process, in memory" in capsys.readouterr().err
 
 
+def test_cli_refuses_a_kmeans_sample_below_k_and_writes_nothing(pool_store, tmp_path, capsys):
+    path, _ = pool_store
+    out = tmp_path / "b.csv"
+    before = len(open_store(path).selections(0))
+    argv = ["--store", str(path), "--budget", "50", "--out", str(out), "--kmeans-sample", "60", "--name", "few"]
+    assert run_cli(cli, argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --kmeans-sample 60 is below the 100 clusters") and err.count("\n") == 1
+    assert "--kmeans-sample 100 or more" in err and "Traceback" not in err
+    assert len(open_store(path).selections(0)) == before and not out.exists()
+    assert run_cli(cli, [*argv[:7], "100", "--name", "enough"]) == 0
+
+
 def test_streamed_names_the_first_nonfinite_row(tmp_path, capsys):
     view, _ = build_view()
     features = view.features.copy()
