@@ -218,9 +218,10 @@ def select_streamed(reader: Any, ids: np.ndarray, config: SelectConfig, comm: Co
     k = aloe_k(n_candidates, config.budget, len(reader.class_names), params) if clustering else 0
     if clustering and params.kmeans_sample is not None and params.kmeans_sample < k:
         raise AloeError(
-            f"--kmeans-sample {params.kmeans_sample} is below the {k} clusters k-means makes (k = multiplier "
-            f"{params.multiplier} x max(budget {config.budget}, {len(reader.class_names)} classes)): pass "
-            f"--kmeans-sample {k} or more (several times k trains better), or a smaller --budget or --multiplier"
+            f"--kmeans-sample {params.kmeans_sample} is below the {k} clusters k-means makes (multiplier "
+            f"{params.multiplier} x max(budget {config.budget}, {len(reader.class_names)} classes), at most the "
+            f"{n_candidates} candidates): pass --kmeans-sample {k} or more (several times k trains better), "
+            "or a smaller --budget or --multiplier"
         )
     sample = None
     train_first, train_stop = shard.first, shard.first + shard.n_candidates_here  # k-means rows held here
