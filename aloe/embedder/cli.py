@@ -62,7 +62,8 @@ def _report(summary: RoundSummary, store: Path) -> None:
 @click.option("--labels", "labels_path", required=True, type=click.Path(path_type=Path),
               help="CSV 'id,label' with every item labeled so far.")
 @click.option("--round", "round_", type=click.IntRange(min=0), default=None,
-              help="Round number to write [default: one past the latest complete round, 0 for a new store].")
+              help="Round number to write; only the next one is accepted (rounds have no gaps) "
+                   "[default: one past the latest complete round, 0 for a new store].")
 @click.option("--mode", type=click.Choice(get_args(Mode)), default=None,
               help="finetune: reset and train backbone + head end to end (the paper). linear: frozen "
                    "backbone, cached pool features, head only (fast on a CPU). [default: from the config]")

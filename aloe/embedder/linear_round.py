@@ -22,7 +22,7 @@ import torch
 
 from aloe.data.npz import load_features_npz, npz_digest
 from aloe.embedder.head import LinearHeadConfig, head_logits, train_linear_head
-from aloe.embedder.sharded import open_shard_writer, open_store_on_ranks, publish_shards, run_agreed
+from aloe.embedder.sharded import open_shard_writer, open_store_on_ranks, publish_shards, round_to_write, run_agreed
 from aloe.errors import AloeError
 from aloe.internal.arrays import BLOCK_ROWS
 from aloe.internal.dist import Comm
@@ -233,7 +233,8 @@ def embed_from_features(
     store_path
         Store to write into; created (backend from the suffix) when absent.
     round
-        Round number; default one past the latest complete round (0 for a new store).
+        Round number, which must be the next one; default one past the latest complete round (0 for a new
+        store).
     head
         The head's settings (default :class:`~aloe.embedder.head.LinearHeadConfig`).
     comm
@@ -259,12 +260,12 @@ def embed_from_features(
         check_known_ids(labels, store.ids, str(labels_csv))
         return store
 
+    round = round_to_write(comm, store_path, round)
     store = open_store_on_ranks(comm, store_path, open_here)
     digest = npz_digest(npz_path)  # hashed once per rank: the cache key and the provenance
     cache = run_agreed(comm, lambda: import_features_npz(store, npz_path, digest, arrays) if comm.is_root else None)
     cache = cache if comm.is_root else import_features_npz(store, npz_path, digest)  # rank 0 imported it
     labeled = LabeledSet.from_labels(labels, store)
-    round = comm.broadcast(store.next_round() if round is None else round)
     write_linear_round(
         store,
         round,

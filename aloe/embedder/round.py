@@ -33,7 +33,7 @@ from aloe.embedder.device import resolve_device
 from aloe.embedder.finetune import finetune
 from aloe.embedder.linear_round import write_linear_round
 from aloe.embedder.poolpass import PassReport, model_encoder, run_pool_pass
-from aloe.embedder.sharded import open_shard_writer, open_store_on_ranks, publish_shards
+from aloe.embedder.sharded import open_shard_writer, open_store_on_ranks, publish_shards, round_to_write
 from aloe.errors import AloeError
 from aloe.internal.dist import Comm
 from aloe.internal.versions import package_versions
@@ -172,13 +172,10 @@ def embed_round(cfg: EmbedConfig, store_path: str | Path, labels_path: str | Pat
     labels = read_labels(labels_path)
     source = build_source(cfg.data) if source is None else source
     check_known_ids(labels, source.ids, str(labels_path))
+    t = round_to_write(comm, Path(store_path), t)
     device = comm.device if comm.device.type == "cuda" else resolve_device(cfg.device)
     backbone = build_backbone(cfg.backbone)
     store = open_store_on_ranks(comm, Path(store_path), lambda: open_or_create_store(Path(store_path), source))
-    t = comm.broadcast(store.next_round() if t is None else t)
-    if t in store.rounds():
-        raise AloeError(f"{store_path}: round {t} already exists (rounds are immutable); "
-                        f"use --round {store.next_round()} or omit --round")
     labeled = LabeledSet.from_labels(labels, store)
     provenance: dict[str, Any] = {
         "mode": cfg.mode, "backbone": backbone.describe(), "dataset": source.describe(), "seed": cfg.seed,

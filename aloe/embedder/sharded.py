@@ -13,7 +13,7 @@ from typing import Any
 
 from aloe.errors import AloeError
 from aloe.internal.dist import Comm
-from aloe.store.store import backend_for
+from aloe.store.store import backend_for, open_store
 
 
 def run_agreed(comm: Comm, action: Callable[[], Any]) -> Any:
@@ -61,3 +61,28 @@ def open_store_on_ranks(comm: Comm, path: Path, open_here: Callable[[], Any]) ->
                         f"an {backend.name} store takes one writer")
     first = run_agreed(comm, lambda: open_here() if comm.is_root else None)
     return run_agreed(comm, lambda: first if comm.is_root else open_here())
+
+
+def round_to_write(comm: Comm, path: Path, t: int | None) -> int:
+    """The round every rank writes into the store at ``path``: ``t``, by default the next one (one past
+    the newest complete round, 0 for a store not created yet). Rank 0 decides before anything is written.
+
+    Raises :class:`AloeError` on every rank for a round that exists or is not the next one (rounds are
+    numbered 0, 1, 2, ... with no gaps).
+    """
+
+    def choose() -> int | None:
+        if not comm.is_root:
+            return None
+        rounds = open_store(path).rounds() if path.exists() else []
+        following = rounds[-1] + 1 if rounds else 0
+        if t is None or t == following:
+            return following
+        if t in rounds:
+            raise AloeError(f"{path}: round {t} already exists (rounds are immutable); "
+                            f"use --round {following} or omit --round")
+        newest = f"the newest complete round is {rounds[-1]}" if rounds else "it has no complete round yet"
+        raise AloeError(f"{path}: the next round is {following} ({newest}), not {t}: rounds are numbered "
+                        f"0, 1, 2, ... with no gaps; use --round {following} or omit --round")
+
+    return comm.broadcast(run_agreed(comm, choose))

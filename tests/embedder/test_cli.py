@@ -54,10 +54,39 @@ def test_flags_override_the_config_and_the_round_is_written(tmp_path, capsys, co
     labels.write_text("id,label\nred-0,red\nblue-0,blue\n")
     store = tmp_path / "pool.zarr"
     code, out, _ = _run(capsys, "--config", config, "--store", store, "--labels", labels, "--mode", "linear",
-                        "--seed", 4, "--round", 2, "--quiet")
-    assert code == 0 and "round 2 written" in out and "mode linear" in out
-    provenance = open_store(store).round(2).provenance
+                        "--seed", 4, "--round", 0, "--quiet")
+    assert code == 0 and "round 0 written" in out and "mode linear" in out
+    provenance = open_store(store).round(0).provenance
     assert provenance["mode"] == "linear" and provenance["seed"] == 4 and provenance["device"] == "cpu"
+
+
+def _tree(path):
+    """Every file under ``path`` with its bytes: what a refused command must leave as it was."""
+    return {str(f.relative_to(path)): f.read_bytes() for f in sorted(path.rglob("*")) if f.is_file()}
+
+
+def test_a_round_that_is_not_the_next_is_refused_and_nothing_is_written(tmp_path, capsys, config):
+    rng = np.random.default_rng(0)
+    ids = np.array([f"item-{i}" for i in range(30)])
+    np.savez(tmp_path / "pool.npz", ids=ids, features=rng.normal(size=(30, 8)).astype(np.float32))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\nitem-0,a\nitem-1,b\n")
+    store = tmp_path / "pool.zarr"
+    features = ("--from-features", tmp_path / "pool.npz", "--store", store, "--labels", labels)
+    assert _run(capsys, *features)[0] == 0
+    before = _tree(store)
+    for round_, message in ((5, "the next round is 1 (the newest complete round is 0), not 5"),
+                            (0, "round 0 already exists")):
+        code, _, err = _run(capsys, *features, "--round", round_)
+        assert code == 2 and message in err and "use --round 1 or omit --round" in err
+        assert err.startswith("error: ") and err.count("\n") == 1
+        assert _tree(store) == before
+    assert _run(capsys, *features, "--round", 1)[0] == 0 and open_store(store).rounds() == [0, 1]
+    fresh, red = tmp_path / "fresh.zarr", tmp_path / "red.csv"
+    red.write_text("id,label\nred-0,red\n")
+    code, _, err = _run(capsys, "--config", config, "--store", fresh, "--labels", red, "--round", 3)
+    assert code == 2 and "the next round is 0 (it has no complete round yet), not 3" in err
+    assert not fresh.exists()
 
 
 def test_from_features_writes_a_linear_round(tmp_path, capsys):

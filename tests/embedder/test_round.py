@@ -50,8 +50,8 @@ def test_linear_rounds_compute_the_frozen_features_once(tmp_path, tiny_clip, poo
 def test_finetune_round_records_every_setting(tmp_path, tiny_clip, pool_manifest):
     cfg = _config(tiny_clip, pool_manifest, "finetune", seed=7)
     labels = _labels(tmp_path / "l.csv", [("red-0", "red"), ("blue-1", "blue"), ("blue-2", "blue")])
-    summary = embed_round(cfg, tmp_path / "pool.h5", labels, t=3, quiet=True)
-    round_ = open_store(tmp_path / "pool.h5").round(3)
+    summary = embed_round(cfg, tmp_path / "pool.h5", labels, t=0, quiet=True)
+    round_ = open_store(tmp_path / "pool.h5").round(0)
     assert summary.n_classes == 2 and round_.feature_dim == 16 and round_.logits().shape == (24, 2)
     provenance = round_.provenance
     assert provenance["mode"] == "finetune" and provenance["seed"] == 7
@@ -60,8 +60,8 @@ def test_finetune_round_records_every_setting(tmp_path, tiny_clip, pool_manifest
     assert provenance["backbone"]["name"] == "open_clip:ViT-B-32"
     assert provenance["versions"]["open_clip_torch"] != "absent"
     assert np.isfinite(round_.features()).all()
-    with pytest.raises(AloeError, match="round 3 already exists"):
-        embed_round(cfg, tmp_path / "pool.h5", labels, t=3, quiet=True)
+    with pytest.raises(AloeError, match="round 0 already exists"):
+        embed_round(cfg, tmp_path / "pool.h5", labels, t=0, quiet=True)
 
 
 @pytest.mark.parametrize("mode", ["finetune", "linear"])
