@@ -55,9 +55,8 @@ def backend_for(path: str | Path, backend: str | None = None) -> Backend:
     for candidate in BACKENDS.values():
         if suffix in candidate.suffixes:
             return candidate
-    raise AloeError(
-        f"cannot tell the store backend from {str(path)!r}: name it *.zarr or *.h5 (or pass a backend)"
-    )
+    endings = " or ".join(f"{'/'.join(b.suffixes)} ({b.name})" for b in BACKENDS.values())
+    raise AloeError(f"cannot tell the store backend from {str(path)!r}: give a store path ending in {endings}")
 
 
 class Store:
