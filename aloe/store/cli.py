@@ -87,7 +87,9 @@ def info_command(path: str, as_json: bool) -> None:
     """Show a store's pool size, rounds (mode, classes, labeled count, shapes, dtypes, bytes on
     disk), selections per round, and any incomplete round.
 
-    Example: ``aloe store info runs/demo/aloe-seed0/pool.zarr``
+    \b
+    Example (the store ``aloe simulate --out runs/sim --keep-stores`` keeps for ALOE's seed 0):
+      aloe store info runs/sim/aloe/seed-0/store.zarr
     """
     info = store_summary(open_store(path, "r"))
     if as_json:
@@ -119,7 +121,9 @@ def check_command(path: str) -> None:
     Prints one line per problem and exits 2 when there is any; exits 0 on a sound store. Incomplete
     rounds or caches (a writer that stopped) are not problems: the next run resumes them.
 
-    Example: ``aloe store check runs/demo/aloe-seed0/pool.zarr``
+    \b
+    Example (the feature cache ``aloe demo`` writes; the demo keeps no round stores):
+      aloe store check runs/demo/features.zarr
     """
     problems, checked = check_store(path)
     if problems:
