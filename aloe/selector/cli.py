@@ -85,8 +85,9 @@ def cli(
     The ALOE rule (Xie et al., TMLR 2025):
       1. score every item: o = OOD score, higher = more likely an unknown class
          (msp+knn by default; knn when fewer than 2 classes are known);
-      2. tau = the --tpr quantile of the labeled items' scores, each scored out of fold
-         (--threshold; the paper scores them in sample); o > tau flags an item OOD;
+      2. tau = the --tpr quantile of the labeled items' scores: in sample for msp+knn (a mix has
+         no out-of-fold form), out of fold for a logit score (--threshold; the paper scores them
+         in sample); o > tau flags an item OOD;
       3. k-means on the unlabeled items' L2-normalized features, k = multiplier * max(B, C);
       4. rank clusters by their share of flagged members (ties: higher top o);
       5. each of the top B clusters gives its most-OOD member (the paper's rule); with
