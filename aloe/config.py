@@ -24,11 +24,16 @@ class StrictModel(BaseModel):
 
 
 def _describe(error: ValidationError, source: str) -> str:
-    first = error.errors()[0]
+    """One line for a validation error: an unknown key first (a typo also makes its key missing),
+    else the first error, and how many more there are."""
+    errors = error.errors()
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    first = (unknown or errors)[0]
     key = ".".join(str(part) for part in first["loc"]) or "<root>"
-    if first["type"] == "extra_forbidden":
-        return f"{source}: unknown key '{key}'"
-    return f"{source}: key '{key}': {first['msg']}"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    if unknown:
+        return f"{source}: unknown key '{key}'{more}"
+    return f"{source}: key '{key}': {first['msg']}{more}"
 
 
 def validate_config(model: type[M], data: dict[str, Any], source: str = "<config>") -> M:
