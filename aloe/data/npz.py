@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,8 @@ def read_npz(path: str | Path, keys: tuple[str, ...] | None = None) -> dict[str,
     path = Path(path)
     if not path.is_file():
         raise AloeError(f"features file not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise AloeError(f"{path}: not an npz file (numpy.savez writes one: a zip archive of .npy arrays)")
     try:
         with np.load(path, allow_pickle=False) as data:
             wanted = tuple(data.files) if keys is None else keys
@@ -35,7 +38,7 @@ def read_npz(path: str | Path, keys: tuple[str, ...] | None = None) -> dict[str,
             if missing:
                 raise AloeError(f"{path}: missing array(s) {missing}; it holds {sorted(data.files)}")
             return {key: np.asarray(data[key]) for key in wanted}
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise AloeError(f"{path}: not a readable npz file ({exc})") from None
 
 

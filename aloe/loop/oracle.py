@@ -73,7 +73,7 @@ def stratified_split(labels: np.ndarray, fraction: float = TEST_FRACTION, seed: 
 def _check_features(name: str, features: np.ndarray, n: int, source: str) -> np.ndarray:
     features = np.asarray(features, dtype=np.float32)
     if features.ndim != 2 or len(features) != n:
-        raise AloeError(f"{source}: {name} must be ({n}, D), got {features.shape}")
+        raise AloeError(f"{source}: {name} must be ({n}, D), a row for each of the {n} labels, got {features.shape}")
     if not np.isfinite(features).all():
         raise AloeError(f"{source}: {name} hold NaN or inf")
     return features
