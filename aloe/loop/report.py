@@ -139,11 +139,28 @@ def paired_difference(seeds: dict[int, list[dict]], reference: dict[int, list[di
     return PairedDifference(differences, *bootstrap_interval(differences))
 
 
+def read_settings(run_dir: Path) -> dict | None:
+    """A simulation folder's ``simulation.json`` (``None`` when there is none); :class:`AloeError`
+    when it is damaged."""
+    path = Path(run_dir) / SETTINGS_NAME
+    if not path.is_file():
+        return None
+    try:
+        settings = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AloeError(f"{path} is damaged ({exc}); it records the folder's settings: "
+                        "restore it, or start afresh in another folder") from None
+    if not isinstance(settings, dict) or not isinstance(settings.get("n_classes"), int):
+        raise AloeError(f"{path} is damaged (no n_classes); it records the folder's settings: "
+                        "restore it, or start afresh in another folder")
+    return settings
+
+
 def total_classes(run_dir: Path, rows: list[dict]) -> int:
     """The pool's number of classes from ``simulation.json``, else the most any run discovered."""
-    settings = run_dir / SETTINGS_NAME
-    if settings.is_file():
-        return int(json.loads(settings.read_text())["n_classes"])
+    settings = read_settings(run_dir)
+    if settings is not None:
+        return settings["n_classes"]
     return max(r["n_classes_discovered"] for r in rows)
 
 
@@ -234,7 +251,8 @@ def describe_settings(settings: dict) -> str:
         f"test split: {pool.get('test_split')}, {settings.get('n_test')} items. "
         f"Budget {key.get('budget')} per round after {key.get('initial')} random initial labels, "
         f"up to {settings.get('rounds')} rounds, seeds {settings.get('seeds')}. "
-        f"Selector: score {select.get('score')}, tpr {select.get('tpr')}, multiplier {select.get('multiplier')}, "
+        f"Selector: score {select.get('score')}, threshold {select.get('threshold')}, tpr {select.get('tpr')}, "
+        f"multiplier {select.get('multiplier')}, "
         f"per cluster {select.get('per_cluster', 1)}. "
         f"Each round's head: L2 logistic regression fitted to convergence, C {head.get('C')}."
     )
@@ -244,7 +262,7 @@ def paired_lines(runs: dict, n_classes: int, reference: str = REFERENCE) -> list
     """The section comparing every strategy with ``reference`` seed by seed (empty without one)."""
     pairs = {s: paired_difference(seeds, runs[reference], n_classes)
              for s, seeds in sorted(runs.items()) if s != reference} if reference in runs else {}
-    if not any(pairs.values()):
+    if not pairs:
         return []
     lines = [f"## Against `{reference}`, seed by seed", "",
              f"Per seed, the labels a strategy needed to discover all {n_classes} classes minus those "
@@ -322,15 +340,15 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, title: str 
     rows = read_metrics(run_dir / "metrics.csv")
     if not rows:
         raise AloeError(f"{run_dir / 'metrics.csv'}: no rounds yet")
-    out = Path(out) if out else run_dir
-    out.mkdir(parents=True, exist_ok=True)
     runs = by_run(rows)
     if reference != REFERENCE and reference not in runs:
         raise AloeError(f"no strategy {reference!r} to compare with in {run_dir / 'metrics.csv'}; "
                         f"it holds {', '.join(sorted(runs))}")
-    n_classes = total_classes(run_dir, rows)
-    settings_path = run_dir / SETTINGS_NAME
-    settings = json.loads(settings_path.read_text()) if settings_path.is_file() else None
+    settings, n_classes = read_settings(run_dir), total_classes(run_dir, rows)
+    out = Path(out) if out else run_dir
+    if out.exists() and not out.is_dir():
+        raise AloeError(f"--out {out} is a file, not a folder")
+    out.mkdir(parents=True, exist_ok=True)
     _plot(runs, "n_classes_discovered", "classes discovered", out / "discovery.png", n_classes)
     _plot(runs, "balanced_accuracy", "balanced accuracy (test)", out / "accuracy.png")
     report = out / "report.md"

@@ -46,7 +46,7 @@ from aloe.labels import LabeledSet
 from aloe.loop.ledger import Ledger
 from aloe.loop.metrics import balanced_accuracies, predict, read_metrics, write_metrics
 from aloe.loop.oracle import OracleLabels
-from aloe.loop.report import SETTINGS_NAME
+from aloe.loop.report import SETTINGS_NAME, read_settings
 from aloe.loop.selection import round_seed
 from aloe.loop.workers import run_in_workers, torch_threads
 from aloe.selector.clustering import FewPointsPerClusterWarning
@@ -55,6 +55,7 @@ from aloe.selector.select import default_name, request_of, selection_record
 from aloe.selector.strategies import run_strategy
 from aloe.selector.view import RoundView
 from aloe.store import create_store, open_store
+from aloe.store.writer import write_json_atomic
 
 STORE_NAME = "store.zarr"
 SELECTIONS_DIR = "selections"
@@ -100,9 +101,8 @@ def _check_or_write_settings(out: Path, settings: SimulationSettings, pool: Orac
         "n_test": len(pool.test_labels),
         "n_classes": len(pool.class_names),
     }
-    path = out / SETTINGS_NAME
-    if path.is_file():
-        before = json.loads(path.read_text())
+    before = read_settings(out)
+    if before is not None:
         for key in ("resume_key", "pool", "n_items", "n_classes"):
             old, new = before.get(key), record[key]
             if key == "pool":
@@ -114,11 +114,13 @@ def _check_or_write_settings(out: Path, settings: SimulationSettings, pool: Orac
                 )
     else:
         before = {}
+    if out.exists() and not out.is_dir():
+        raise AloeError(f"--out {out} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     record["strategies"] = list(dict.fromkeys([*before.get("strategies", []), *settings.strategies]))
     record["seeds"] = sorted({*before.get("seeds", []), *settings.seeds})
     record["rounds"] = max(before.get("rounds", 0), settings.rounds)
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    write_json_atomic(out / SETTINGS_NAME, record, indent=2)
 
 
 def write_selection_record(path: Path, attrs: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:

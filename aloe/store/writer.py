@@ -33,10 +33,11 @@ def remove_path(path: Path) -> None:
         path.unlink()
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as JSON through a temporary file and a rename (never half a file)."""
+def write_json_atomic(path: Path, data: dict[str, Any], indent: int | None = None) -> None:
+    """Write ``data`` as JSON (``indent`` as :func:`json.dumps`) through a temporary file and a rename
+    (never half a file)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
+    tmp.write_text(json.dumps(data, indent=indent))
     os.replace(tmp, path)
 
 

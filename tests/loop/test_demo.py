@@ -61,7 +61,7 @@ def test_demo_ends_with_the_report_and_the_labels_to_discover_every_class(config
 
 def test_a_missing_pool_and_a_mode_without_config_are_refused(pool_npz, tmp_path, capsys):
     assert run_cli(cli, ["simulate", "--out", str(tmp_path / "o")]) == 2
-    assert "either --config" in capsys.readouterr().err
+    assert "give the pool: --config" in capsys.readouterr().err
     argv = ["simulate", "--features", str(pool_npz), "--mode", "finetune", "--out", str(tmp_path / "o")]
     assert run_cli(cli, argv) == 2
     assert "--mode applies to --config" in capsys.readouterr().err and not (tmp_path / "o").exists()

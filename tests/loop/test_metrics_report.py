@@ -167,6 +167,15 @@ def test_paired_differences_against_aloe_seed_by_seed(tmp_path):
     assert "| random | fewer than 2 of 1 | n/a | n/a |" in text
 
 
+def test_the_paired_section_says_when_too_few_seeds_finished(tmp_path):
+    # random found every class on no seed: the section stays and says why it has no figures
+    write_metrics(tmp_path / "metrics.csv", _rows("aloe", 0, [5, 10]) + _rows("aloe", 1, [5, 10])
+                  + _rows("random", 0, [5, 6]) + _rows("random", 1, [5, 7]))
+    (tmp_path / "simulation.json").write_text(json.dumps({"n_classes": 10}))
+    text = write_report(tmp_path).read_text()
+    assert "## Against `aloe`, seed by seed" in text and "| random | fewer than 2 of 2 | n/a | n/a |" in text
+
+
 def test_no_paired_section_without_the_reference_strategy(tmp_path):
     write_metrics(tmp_path / "metrics.csv", _rows("ood", 0, [3, 5]) + _rows("random", 0, [2, 5]))
     assert "seed by seed" not in write_report(tmp_path).read_text()
@@ -181,10 +190,12 @@ def test_report_command_compares_with_another_reference_and_refuses_an_unknown_o
     text = (tmp_path / "report.md").read_text()
     assert "## Against `ood`, seed by seed" in text and "| aloe | 2 of 2 | +0.0 |" in text
     before = text
-    assert run_cli(cli, ["report", str(tmp_path), "--reference", "nope"]) == 2
+    assert run_cli(cli, ["report", str(tmp_path), "--reference", "nope", "--out", str(tmp_path / "new")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "'nope'" in err and "aloe, ood" in err
-    assert (tmp_path / "report.md").read_text() == before  # nothing overwritten
+    assert (tmp_path / "report.md").read_text() == before and not (tmp_path / "new").exists()
+    assert run_cli(cli, ["report", str(tmp_path), "--out", str(tmp_path / "metrics.csv")]) == 2
+    assert "is a file" in capsys.readouterr().err
 
 
 @given(st.lists(st.integers(-50, 50), min_size=2, max_size=30), st.integers(0, 2**32 - 1))

@@ -15,7 +15,7 @@ from sklearn.metrics import recall_score
 
 from aloe.embedder.head import LinearHeadConfig, fit_linear_head, head_logits
 from aloe.internal.cli import run_cli
-from aloe.loop.cli import simulate_command
+from aloe.loop.cli import report_command, simulate_command
 from aloe.loop.ledger import Ledger
 from aloe.loop.metrics import COLUMNS
 from aloe.loop.simulate import read_selection_record
@@ -187,6 +187,49 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     assert run_cli(simulate_command, ["--features", "missing.npz", "--out", str(tmp_path / "o")]) == 2
     assert "features file not found" in capsys.readouterr().err
     assert run_cli(simulate_command, ["--features", "x.npz", "--out", "o", "--seeds", "a"]) == 2
+
+
+def test_more_bad_inputs_are_one_line_errors_that_leave_nothing(pool_npz, tmp_path, capsys):
+    def refused(argv: list[str]) -> str:
+        assert run_cli(simulate_command, argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and err.count("\n") == 1, err
+        return err
+
+    out = tmp_path / "o"
+    assert "--seeds" in refused(["--features", str(pool_npz), "--out", str(out), "--seeds", "0,-1"])
+    assert "--budget" in refused(["--features", str(pool_npz), "--out", str(out), "--budget", "-1"])
+    assert "not both" in refused(["--features", str(pool_npz), "--config", "embed.yaml", "--out", str(out)])
+    (tmp_path / "empty.npz").write_bytes(b"")
+    assert "not an npz file" in refused(["--features", str(tmp_path / "empty.npz"), "--out", str(out)])
+    assert not out.exists()
+    (tmp_path / "a-file").write_text("kept")
+    assert "is a file" in refused(["--features", str(pool_npz), "--out", str(tmp_path / "a-file")])
+    assert "not a directory" in refused(["--features", str(pool_npz), "--out", str(tmp_path / "a-file" / "o")])
+    assert (tmp_path / "a-file").read_text() == "kept"
+
+
+def test_a_damaged_settings_file_is_refused_and_kept(pool_npz, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert simulate(pool_npz, out, "--rounds", "1", "--seeds", "0", "--strategy", "random") == 0
+    settings = out / "simulation.json"
+    settings.write_text(settings.read_text()[:20])
+    for run in (lambda: simulate(pool_npz, out), lambda: run_cli(report_command, [str(out)])):
+        assert run() == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and "simulation.json is damaged" in err
+    assert len(settings.read_text()) == 20 and not (out / "report.md").exists()
+
+
+def test_the_threshold_option_reaches_the_selector_and_the_report(pool_npz, tmp_path):
+    out = tmp_path / "o"
+    assert simulate(pool_npz, out, "--rounds", "1", "--seeds", "0", "--strategy", "aloe",
+                    "--threshold", "in_sample") == 0
+    assert json.loads((out / "simulation.json").read_text())["resume_key"]["select"]["threshold"] == "in_sample"
+    attrs, _ = read_selection_record(out / "aloe" / "seed-0" / "selections" / "0000.npz")
+    assert attrs["params"]["threshold"] == "in_sample"
+    assert run_cli(report_command, [str(out)]) == 0
+    assert "threshold in_sample" in (out / "report.md").read_text()
 
 
 def test_unknown_strategies_are_refused_before_any_work(pool_npz, tmp_path, capsys):
