@@ -129,6 +129,12 @@ def test_unknown_config_key_names_it(tmp_path, capsys, config):
     assert code == 2 and "unknown key 'epochs'" in err
 
 
+def test_a_mistyped_required_key_is_named_before_the_key_it_left_missing(tmp_path, capsys, config):
+    config.write_text(config.read_text().replace("backbone:", "backbnoe:", 1))
+    code, _, err = _run(capsys, "--config", config, "--store", tmp_path / "s.zarr", "--labels", tmp_path / "l.csv")
+    assert code == 2 and err.count("\n") == 1 and "unknown key 'backbnoe' (and 1 more)" in err
+
+
 def test_unreadable_images_are_reported_at_the_end(tmp_path, capsys, config):
     settings = yaml.safe_load(config.read_text())
     settings["data"]["path"] = str(write_pool(tmp_path / "img", per_class=2, broken=2))
