@@ -37,7 +37,9 @@ def open_shard_writer(comm: Comm, begin: Callable[..., Any], n_items: int, chunk
         return begin()
     start, stop = comm.row_range(n_items, max(1, min(chunk_rows, n_items)))
     first = run_agreed(comm, lambda: begin(row_range=(start, stop)) if comm.is_root else None)
-    joined = run_agreed(comm, lambda: begin(row_range=(start, stop), join=True) if not comm.is_root and stop > start else None)
+    joined = run_agreed(
+        comm, lambda: begin(row_range=(start, stop), join=True) if not comm.is_root and stop > start else None
+    )
     return first if comm.is_root else joined
 
 
@@ -74,8 +76,8 @@ def round_to_write(comm: Comm, path: Path, t: int | None) -> int:
     def choose() -> int | None:
         if not comm.is_root:
             return None
-        rounds = open_store(path).rounds() if path.exists() else []
-        following = rounds[-1] + 1 if rounds else 0
+        store = open_store(path) if path.exists() else None
+        rounds, following = (store.rounds(), store.next_round()) if store else ([], 0)
         if t is None or t == following:
             return following
         if t in rounds:
