@@ -118,9 +118,10 @@ def train_linear_head(
     -----
     L-BFGS minimises the objective divided by ``n`` (same minimiser, gradients on a per-row scale)
     over rows centred on their mean (an exact reparametrisation, since the bias is free; it halves
-    the iterations on uncentred features such as post-ReLU CNN activations); it stops when every gradient entry is below ``tol``, when a step changes nothing, or after
-    ``max_iter`` iterations. Up to ``device_rows`` rows the features sit on the device at once;
-    beyond, every evaluation streams them through in blocks of ``device_rows`` (still full batch).
+    the iterations on uncentred features such as post-ReLU CNN activations); it stops when every
+    gradient entry is below ``tol``, when a step changes nothing, or after ``max_iter`` iterations.
+    Up to ``device_rows`` rows the features sit on the device at once; beyond, every evaluation
+    streams them through in blocks of ``device_rows`` (still full batch).
     """
     config = config or LinearHeadConfig()
     features = np.asarray(features, dtype=np.float32)

@@ -104,7 +104,9 @@ def _matmul_precision(device: torch.device) -> Iterator[None]:
         torch.set_float32_matmul_precision(previous)
 
 
-def nearest(block: torch.Tensor, centroids: torch.Tensor, centroid_sq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest(
+    block: torch.Tensor, centroids: torch.Tensor, centroid_sq: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest centroid of each row of ``block`` and the squared distance to it."""
     dist = torch.addmm(centroid_sq, block, centroids.T, alpha=-2.0)
     best, index = dist.min(dim=1)

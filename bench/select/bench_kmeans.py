@@ -108,7 +108,9 @@ def main() -> None:
         medians = {name: statistics.median(values) for name, values in times.items()}
         record["runs"][str(threads)] = {
             "seconds": times, "median_s": medians, "iterations": iterations, "inertia_last_rep": inertia,
-            "ratio_to_faiss": {name: medians[name] / medians["faiss"] for name in medians} if "faiss" in medians else {},
+            "ratio_to_faiss": (
+                {name: medians[name] / medians["faiss"] for name in medians} if "faiss" in medians else {}
+            ),
         }
     record["load_after"] = os.getloadavg()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -127,7 +129,8 @@ def write_markdown(record: dict, path: Path) -> None:
              "| threads | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for threads, run in record["runs"].items():
         per_iteration = {name: run["median_s"][name] / statistics.median(run["iterations"][name]) for name in names}
-        cells = [f"{run['median_s'][name]:.2f} / {per_iteration[name]:.3f} ({per_iteration[name] / per_iteration['faiss']:.2f})"
+        cells = [f"{run['median_s'][name]:.2f} / {per_iteration[name]:.3f} "
+                 f"({per_iteration[name] / per_iteration['faiss']:.2f})"
                  for name in names]
         lines.append(f"| {threads} | " + " | ".join(cells) + " |")
     path.write_text("\n".join(lines) + "\n")

@@ -106,7 +106,8 @@ def main() -> None:
         runs["in-memory"], in_memory = measure(store, SelectConfig(**base, stream="never"))
     float32_mib = args.n * args.dim * 4 / 2**20
     for run in runs.values():
-        run["host_peak_over_float32_features"] = round((run["host_peak_mib"] - run["host_rss_before_mib"]) / float32_mib, 3)
+        grown = run["host_peak_mib"] - run["host_rss_before_mib"]
+        run["host_peak_over_float32_features"] = round(grown / float32_mib, 3)
     result = {
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu",
         "torch": torch.__version__,

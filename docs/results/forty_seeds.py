@@ -38,7 +38,8 @@ def read_discovery(path: Path) -> dict[tuple[str, str], np.ndarray]:
         if match is None:
             continue
         if match["short"]:
-            raise SystemExit(f"{path}: {match['pool']} {match['strategy']} left some seed short; rerun with more rounds")
+            raise SystemExit(f"{path}: {match['pool']} {match['strategy']} left some seed short; "
+                             "rerun with more rounds")
         found[match["pool"], match["strategy"]] = np.array([int(n) for n in match["seeds"].split(",")])
     return found
 
