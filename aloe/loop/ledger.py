@@ -65,7 +65,8 @@ class Ledger:
         reader = self._rows()
         header = tuple(next(reader, None) or ())
         if header not in (COLUMNS, PLAIN_COLUMNS):
-            raise AloeError(f"{self.path}: line 1: expected the header {','.join(COLUMNS)}")
+            expected = f"{','.join(COLUMNS)} or {','.join(PLAIN_COLUMNS)}"
+            raise AloeError(f"{self.path}: line 1: expected the header {expected}")
         entries: list[LedgerEntry] = []
         first_line: dict[str, int] = {}
         for line, row in enumerate(reader, start=2):

@@ -42,7 +42,7 @@ def test_append_rejects_relabel_and_older_round_and_changes_nothing(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("id,name\na,cat\n", "line 1: expected the header"),
+        ("id,name\na,cat\n", "line 1: expected the header id,label,round,source or id,label$"),
         ("id,label,round,source\na,cat,0\n", "line 2: expected 4 fields"),
         ("id,label,round,source\na,,0,x\n", "line 2: empty id, label or source"),
         ("id,label,round,source\na,cat,-1,x\n", "line 2: round '-1'"),
