@@ -61,9 +61,11 @@ def _report(book: Ledger, result: ImportResult) -> None:
         click.echo(note)
     news = f"; new classes: {', '.join(result.new_classes)}" if result.new_classes else ""
     waiting = f"; {result.unannotated_tasks} tasks not yet annotated" if result.unannotated_tasks else ""
+    skipped = (f"; skipped {result.skipped_outside} answers outside the batch, already in the ledger"
+               if result.skipped_outside else "")
     click.echo(
         f"merged {result.added} labels into {book.path} (round {result.round}); "
-        f"{result.batch_labeled}/{result.batch_size} of the batch labeled{news}{waiting}"
+        f"{result.batch_labeled}/{result.batch_size} of the batch labeled{news}{waiting}{skipped}"
     )
 
 
@@ -145,14 +147,15 @@ def import_command(file: Path, batch_path: Path, ledger: Path | None, store: Pat
     FILE is an id,label CSV or Label Studio's export of the tasks from ``export-batch`` or
     ``push``, as JSON, JSON-MIN (.json) or CSV (.csv, recognized by its aloe_id column). A task's
     label is the class chosen in its latest annotation, or, when none was chosen, the new class
-    name typed in the text box (trimmed; a name equal to a known class up to case is that class,
-    and the import says so). Unannotated tasks wait for a later import. New class names are
-    welcome: they join the known classes next round.
+    name typed in the text box. A typed name, like an id,label CSV's label, is trimmed, and one
+    equal to a known class up to case is that class (the import says so). Unannotated tasks wait
+    for a later import. New class names are welcome: they join the known classes next round.
 
     All or nothing: empty labels, ids outside the batch, ids already labeled with a different
     label, and ids given two labels are all reported with their line (or task) numbers, a
     malformed task stops the import with one line naming it, and nothing is merged until the
-    file is clean.
+    file is clean. Answers outside the batch that the ledger already holds with the same label
+    (a project reused across rounds exports the earlier rounds' tasks too) are skipped and counted.
     """
     book = _ledger(ledger, store)
     batch_ids = {row["id"] for row in read_batch(batch_path)}
@@ -276,5 +279,6 @@ def pull_command(batch_path: Path, url: str, token: str | None, title: str | Non
         raise AloeError(f"{waiting} of {len(batch_ids)} batch items not yet annotated in project {project!r} "
                         f"({shown}); nothing merged: pull again when they are done, or --partial")
     t = round_ if round_ is not None else import_round(book, batch_ids, store)
-    result = merge_answers(book, pulled.annotations, waiting, batch_ids, t, f"labelstudio:{pulled.project_id}")
+    result = merge_answers(book, pulled.annotations, pulled.unfinished, batch_ids, t,
+                           f"labelstudio:{pulled.project_id}")
     _report(book, result)

@@ -56,9 +56,24 @@ def test_import_reports_every_problem_with_line_numbers_and_merges_nothing(run, 
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("error: nothing merged")
     assert "empty labels: line 4 ('b2')" in err
-    assert "ids outside the batch: line 3 ('zz'), line 5 ('a1')" in err
+    assert "ids outside the batch: line 3 ('zz');" in err
+    assert "ids already labeled with a different label: line 5 ('a1')" in err  # outside the batch too
     assert "ids given two different labels: line 7 ('b3')" in err
     assert (run / "ledger.csv").read_text() == before
+
+
+def test_csv_labels_are_matched_to_known_classes_up_to_case(run, capsys):
+    (run / "answers.csv").write_text("id,label\nb1, Cat \nb2,owl\nb3,OWL\n")
+    assert labels("import", run / "answers.csv", "--batch", run / "batch.csv", "--ledger", run / "ledger.csv") == 0
+    out = capsys.readouterr().out
+    assert "line 2: typed 'Cat', the known class 'cat'" in out
+    assert "line 4: typed 'OWL', taken as 'owl' (typed before)" in out
+    assert out.splitlines()[-1].endswith("3/3 of the batch labeled; new classes: owl")
+    assert Ledger(run / "ledger.csv").labels() == {"a1": "cat", "a2": "dog", "b1": "cat", "b2": "owl", "b3": "owl"}
+    (run / "again.csv").write_text("id,label\nb1,CAT\nb2,owl\n")  # the same labels again, any case
+    assert labels("import", run / "again.csv", "--batch", run / "batch.csv", "--ledger", run / "ledger.csv") == 0
+    out = capsys.readouterr().out
+    assert "merged 0 labels" in out and "typed" not in out
 
 
 def test_import_rejects_relabeling_a_batch_item(run, capsys):

@@ -50,6 +50,7 @@ def full_task(number, item, choice=None, typed=None):
 def test_label_config_is_open_world():
     cold = label_config([])
     assert "<Choices" not in cold and '<TextArea name="new_class" toName="image"' in cold
+    assert "above" not in cold  # a cold start has no class list above the text box
     warm = label_config(["cat", 'say "hi"'])
     assert '<Choice value="cat"/>' in warm and "<Choice value='say \"hi\"'/>" in warm
     assert warm.index("<Choices") < warm.index("<TextArea")
@@ -71,6 +72,43 @@ def test_a_choice_and_a_different_typed_name_is_refused(run, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "task 1 (Label Studio id 10): both the class 'cat' and the new class 'lynx'" in err
     assert (run / "ledger.csv").read_text() == before
+
+
+def test_a_reused_project_export_skips_earlier_rounds_already_in_the_ledger(run, capsys):
+    earlier = [full_task(101, "a1", choice="cat"), full_task(102, "a2", typed="DOG"), full_task(103, "a3")]
+    round_two = [*earlier, full_task(104, "b1", typed="owl"), full_task(105, "b2", choice="dog")]
+    assert import_file(run, "export.json", json.dumps(round_two)) == 0
+    out = capsys.readouterr().out
+    assert "typed" not in out  # no note for the earlier round's answers
+    assert out.endswith("2/3 of the batch labeled; new classes: owl; skipped 2 answers outside the batch, "
+                        "already in the ledger\n")
+    assert Ledger(run / "ledger.csv").labels() == {"a1": "cat", "a2": "dog", "b1": "owl", "b2": "dog"}
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        (full_task(101, "a1", choice="dog"), "already labeled with a different label: task 1 (Label Studio id 101)"),
+        (full_task(101, "zz", choice="dog"), "ids outside the batch: task 1 (Label Studio id 101) ('zz')"),
+    ],
+)
+def test_an_answer_outside_the_batch_that_does_not_repeat_the_ledger_is_refused(run, capsys, task, message):
+    before = (run / "ledger.csv").read_text()
+    assert import_file(run, "export.json", json.dumps([task, full_task(104, "b1", choice="cat")])) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert (run / "ledger.csv").read_text() == before
+
+
+def test_a_task_labeled_since_by_another_file_is_not_waiting(run, capsys):
+    export = json.dumps([full_task(10, "b1", choice="cat"), full_task(11, "b2"), full_task(12, "zz")])
+    assert import_file(run, "export.json", export) == 0
+    assert "1/3 of the batch labeled; 1 tasks not yet annotated\n" in capsys.readouterr().out  # not zz
+    assert import_file(run, "answers.csv", "id,label\nb2,dog\n") == 0
+    capsys.readouterr()
+    assert import_file(run, "export.json", export) == 0
+    out = capsys.readouterr().out
+    assert "2/3 of the batch labeled\n" in out and "not yet annotated" not in out
 
 
 def _with_value(**value):
@@ -152,23 +190,24 @@ def test_cancelled_and_unannotated_tasks_wait():
     cancelled = full_task(5, "b1", choice="cat")
     cancelled["annotations"][0]["was_cancelled"] = True
     answers, waiting = parse_json_export([cancelled, full_task(6, "b2"), full_task(7, "b3", typed=" ")], "x")
-    assert waiting == 2 and answers == [Annotation("b3", "", "task 3 (Label Studio id 7)", typed=False)]
+    assert waiting == ["b1", "b2"] and answers == [Annotation("b3", "", "task 3 (Label Studio id 7)", typed=False)]
 
 
-names = st.text(alphabet="abcXYZ ", min_size=1, max_size=6).map(str.strip).filter(bool)
+names = st.text(alphabet="abAB ", min_size=1, max_size=4).map(str.strip).filter(bool)
 
 
 @given(known=st.sets(names, max_size=4), typed=st.lists(names, min_size=1, max_size=6))
-def test_typed_names_resolve_to_one_spelling_per_case_folded_name(known, typed):
+def test_typed_names_resolve_to_a_known_class_or_one_spelling_per_case_folded_name(known, typed):
     answers = [Annotation(f"i{k}", name, f"task {k}", typed=True) for k, name in enumerate(typed)]
     resolved, notes = resolve_typed_names(answers, known)
+    known_keys = {k.casefold() for k in known}
     spelling = {}
     for before, after in zip(answers, resolved, strict=True):
         assert after.label.casefold() == before.label.casefold()
-        assert spelling.setdefault(after.label.casefold(), after.label) == after.label
-        if any(k.casefold() == before.label.casefold() for k in known):
+        if before.label in known:
+            assert after.label == before.label  # a known class typed exactly stays itself
+        elif before.label.casefold() in known_keys:
             assert after.label in known
-    known_keys = {k.casefold() for k in known}
-    expected_notes = [a for a, r in zip(answers, resolved, strict=True)
-                      if a.label.casefold() in known_keys or r.label != a.label]
-    assert len(notes) == len(expected_notes)
+        else:
+            assert spelling.setdefault(after.label.casefold(), after.label) == after.label
+    assert len(notes) == sum(a.label != r.label for a, r in zip(answers, resolved, strict=True))

@@ -29,7 +29,7 @@ ANNOTATION_ID_KEY = "annotation_id"
 
 @dataclass(frozen=True)
 class Annotation:
-    """One label given by an annotator, where it was found, and whether it was typed as a new class."""
+    """One label given by an annotator, where it was found, and whether it was typed (not chosen from a list)."""
 
     id: str
     label: str
@@ -115,13 +115,13 @@ def _from_results(item: str, results: object, where: str) -> Annotation:
     return _answer(item, _one(choices, "classes", where), _one(typed, "new class names", where), where)
 
 
-def _from_full_task(task: dict, where: str) -> Annotation | None:
+def _from_full_task(task: dict, where: str) -> tuple[str, Annotation | None]:
     data = task["data"]
     if not isinstance(data, dict) or ID_KEY not in data:
         raise ExportError(f"{where}: no data.{ID_KEY} (was the task made by aloe labels export-batch?)")
     item = _aloe_id(data[ID_KEY], where)
     annotation = _latest(task.get("annotations"), where)
-    return None if annotation is None else _from_results(item, annotation.get("result"), where)
+    return item, None if annotation is None else _from_results(item, annotation.get("result"), where)
 
 
 def _flat_value(value: object, key: str, where: str, from_csv: bool) -> list[str]:
@@ -138,34 +138,39 @@ def _flat_value(value: object, key: str, where: str, from_csv: bool) -> list[str
     return _texts(value, repr(key), where, one_text_ok=True)
 
 
-def _from_flat_task(task: Mapping, where: str, from_csv: bool) -> Annotation | None:
+def _from_flat_task(task: Mapping, where: str, from_csv: bool) -> tuple[str, Annotation | None]:
     if ID_KEY not in task:
         raise ExportError(f"{where}: no {ID_KEY} (was the task made by aloe labels export-batch?)")
     item = _aloe_id(task[ID_KEY], where)
     present = [key for key in (ANNOTATION_ID_KEY, CHOICES_NAME, NEW_CLASS_NAME) if task.get(key) not in (None, "")]
     if not present:
-        return None  # exported without an annotation
+        return item, None  # exported without an annotation
     choice = _one(_flat_value(task.get(CHOICES_NAME), CHOICES_NAME, where, from_csv), "classes", where)
     typed = _one(_flat_value(task.get(NEW_CLASS_NAME), NEW_CLASS_NAME, where, from_csv), "new class names", where)
-    return _answer(item, choice, typed, where)
+    return item, _answer(item, choice, typed, where)
 
 
-def _split(found: Iterable[Annotation | None]) -> tuple[list[Annotation], int]:
-    """The annotations, and how many tasks had none."""
-    found = list(found)
-    annotations = [a for a in found if a is not None]
-    return annotations, len(found) - len(annotations)
+def _split(found: Iterable[tuple[str, Annotation | None]]) -> tuple[list[Annotation], list[str]]:
+    """The annotations, and the ids of the tasks that have none."""
+    annotations: list[Annotation] = []
+    waiting: list[str] = []
+    for item, annotation in found:
+        if annotation is None:
+            waiting.append(item)
+        else:
+            annotations.append(annotation)
+    return annotations, waiting
 
 
-def _json_task(number: int, task: object) -> Annotation | None:
+def _json_task(number: int, task: object) -> tuple[str, Annotation | None]:
     if not isinstance(task, dict):
         raise ExportError(f"task {number} is {type(task).__name__}, expected an object")
     where = _task_id(task, f"task {number}")
     return _from_full_task(task, where) if "data" in task else _from_flat_task(task, where, False)
 
 
-def parse_json_export(tasks: object, origin: str) -> tuple[list[Annotation], int]:
-    """Annotations from a loaded JSON or JSON-MIN export, and the number of tasks without one.
+def parse_json_export(tasks: object, origin: str) -> tuple[list[Annotation], list[str]]:
+    """Annotations from a loaded JSON or JSON-MIN export, and the ids of the tasks without one.
 
     ``origin`` (a file name or URL) starts every error message.
     """
@@ -177,8 +182,8 @@ def parse_json_export(tasks: object, origin: str) -> tuple[list[Annotation], int
         raise AloeError(f"{origin}: {exc}") from None
 
 
-def read_json_export(path: str | Path) -> tuple[list[Annotation], int]:
-    """Annotations from a JSON or JSON-MIN export file, and the number of tasks without one."""
+def read_json_export(path: str | Path) -> tuple[list[Annotation], list[str]]:
+    """Annotations from a JSON or JSON-MIN export file, and the ids of the tasks without one."""
     path = Path(path)
     try:
         tasks = json.loads(read_text(path))
@@ -192,8 +197,8 @@ def is_csv_export(fields: Iterable[str]) -> bool:
     return ID_KEY in fields
 
 
-def read_csv_export(path: str | Path) -> tuple[list[Annotation], int]:
-    """Annotations from Label Studio's CSV export, and the number of rows without one."""
+def read_csv_export(path: str | Path) -> tuple[list[Annotation], list[str]]:
+    """Annotations from Label Studio's CSV export, and the ids of the rows without one."""
     path = Path(path)
     try:
         rows = enumerate(csv.DictReader(io.StringIO(read_text(path), newline="")), start=2)

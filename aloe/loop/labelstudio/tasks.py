@@ -42,8 +42,9 @@ def label_config(class_names: Iterable[str]) -> str:
             *(f"    <Choice value={quoteattr(name)}/>" for name in names),
             "  </Choices>",
         ]
+    prompt = "New class: type its name when no class above fits" if names else "Class: type its name (none known yet)"
     lines += [
-        '  <Header value="New class: type its name when no class above fits"/>',
+        f'  <Header value="{prompt}"/>',
         f'  <TextArea name="{NEW_CLASS_NAME}" toName="{IMAGE_KEY}" maxSubmissions="1" rows="1"'
         ' editable="true" placeholder="new class name"/>',
         "</View>",
