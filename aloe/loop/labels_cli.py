@@ -60,7 +60,8 @@ def _report(book: Ledger, result: ImportResult) -> None:
     for note in result.notes:
         click.echo(note)
     news = f"; new classes: {', '.join(result.new_classes)}" if result.new_classes else ""
-    waiting = f"; {result.unannotated_tasks} tasks not yet annotated" if result.unannotated_tasks else ""
+    n = result.unannotated_tasks
+    waiting = f"; {n} task{'s' if n != 1 else ''} not yet annotated" if n else ""
     skipped = (f"; skipped {result.skipped_outside} answers outside the batch, already in the ledger"
                if result.skipped_outside else "")
     click.echo(

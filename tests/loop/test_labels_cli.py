@@ -149,7 +149,7 @@ def test_label_studio_round_trip(run, capsys):
     (run / "export.json").write_text(json.dumps(_annotate(tasks, ["owl", "cat", None])))
     assert labels("import", run / "export.json", "--batch", run / "batch.csv", "--ledger", run / "ledger.csv") == 0
     out = capsys.readouterr().out
-    assert "1 tasks not yet annotated" in out and "new classes: owl" in out
+    assert "1 task not yet annotated" in out and "new classes: owl" in out
     assert Ledger(run / "ledger.csv").labels(up_to_round=1) == {"a1": "cat", "a2": "dog", "b1": "owl", "b2": "cat"}
 
 

@@ -103,7 +103,7 @@ def test_an_answer_outside_the_batch_that_does_not_repeat_the_ledger_is_refused(
 def test_a_task_labeled_since_by_another_file_is_not_waiting(run, capsys):
     export = json.dumps([full_task(10, "b1", choice="cat"), full_task(11, "b2"), full_task(12, "zz")])
     assert import_file(run, "export.json", export) == 0
-    assert "1/3 of the batch labeled; 1 tasks not yet annotated\n" in capsys.readouterr().out  # not zz
+    assert "1/3 of the batch labeled; 1 task not yet annotated\n" in capsys.readouterr().out  # not zz
     assert import_file(run, "answers.csv", "id,label\nb2,dog\n") == 0
     capsys.readouterr()
     assert import_file(run, "export.json", export) == 0
@@ -151,7 +151,7 @@ def test_json_min_export_imports(run, capsys):
     ]
     assert import_file(run, "export.json", json.dumps(export)) == 0
     out = capsys.readouterr().out
-    assert "new classes: Zebra" in out and "1 tasks not yet annotated" in out
+    assert "new classes: Zebra" in out and "1 task not yet annotated" in out
     assert Ledger(run / "ledger.csv").labels() == {"a1": "cat", "a2": "dog", "b1": "cat", "b2": "Zebra"}
 
 
