@@ -12,6 +12,7 @@ Two entry points:
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -183,8 +184,14 @@ def storage_dtype(features: np.ndarray) -> str:
     return "float16" if fits(features, "float16") else "float32"
 
 
+def note_rebuilt(note: str | None) -> None:
+    """Print the note of :meth:`~aloe.store.Store.drop_damaged_cache` (a damaged cache is computed again)."""
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+
+
 def import_features_npz(store: Any, npz_path: str | Path, digest: str | None = None,
-                        loaded: tuple[np.ndarray, np.ndarray] | None = None) -> Any:
+                        loaded: tuple[np.ndarray, np.ndarray] | None = None, verify: bool = True) -> Any:
     """Put an npz's features into a store's feature cache (once) and return the cache reader.
 
     ``store`` is an open writable store or the path of one. The cache key is ``npz-<content hash>``
@@ -192,13 +199,16 @@ def import_features_npz(store: Any, npz_path: str | Path, digest: str | None = N
     importing the same file again reuses the cache, and an import killed mid-way resumes. The
     features are stored as float16 when they fit, else as float32 (:func:`storage_dtype`).
     ``loaded`` is the npz's checked ``(ids, features)`` when the caller has read them already. Raises
-    :class:`AloeError` when the npz's ids differ from the store's pool.
+    :class:`AloeError` when the npz's ids differ from the store's pool. With ``verify`` the cache is read
+    back in full first: a damaged one is derived data, imported again with a note on stderr.
     """
     if isinstance(store, (str, Path)):
         from aloe.store import open_store
 
         store = open_store(store, mode="a")
     key = f"npz-{digest or npz_digest(npz_path)}"
+    if verify:
+        note_rebuilt(store.drop_damaged_cache(key))
     cached = store.cached_features(key)
     if cached is not None:
         return cached
@@ -264,7 +274,7 @@ def embed_from_features(
     store = open_store_on_ranks(comm, store_path, open_here)
     digest = npz_digest(npz_path)  # hashed once per rank: the cache key and the provenance
     cache = run_agreed(comm, lambda: import_features_npz(store, npz_path, digest, arrays) if comm.is_root else None)
-    cache = cache if comm.is_root else import_features_npz(store, npz_path, digest)  # rank 0 imported it
+    cache = cache if comm.is_root else import_features_npz(store, npz_path, digest, verify=False)  # rank 0 did
     labeled = LabeledSet.from_labels(labels, store)
     write_linear_round(
         store,

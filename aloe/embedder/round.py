@@ -31,9 +31,9 @@ from aloe.embedder.checkpoint import checkpoint_path, discard, load_trained, sav
 from aloe.embedder.config import EmbedConfig
 from aloe.embedder.device import resolve_device
 from aloe.embedder.finetune import finetune
-from aloe.embedder.linear_round import write_linear_round
+from aloe.embedder.linear_round import note_rebuilt, write_linear_round
 from aloe.embedder.poolpass import PassReport, model_encoder, run_pool_pass
-from aloe.embedder.sharded import open_shard_writer, open_store_on_ranks, publish_shards, round_to_write
+from aloe.embedder.sharded import open_shard_writer, open_store_on_ranks, publish_shards, round_to_write, run_agreed
 from aloe.errors import AloeError
 from aloe.internal.dist import Comm
 from aloe.internal.versions import package_versions
@@ -126,13 +126,15 @@ def _pass(encoder, source, backbone, writer, cfg: EmbedConfig, device, desc, qui
 def frozen_cache(store: Store, backbone: Backbone, source: ImageSource, cfg: EmbedConfig,
                  device: torch.device, quiet: bool,
                  comm: Comm | None = None) -> tuple[Any, dict[int, str], PassReport | None]:
-    """The frozen backbone's pool features from the store's cache, computing them once if absent.
+    """The frozen backbone's pool features from the store's cache, computing them once if absent (or
+    again, with a note on stderr, if the cache is damaged: it is derived data).
 
     Under ``torchrun`` (``comm``) each rank computes its share of the rows. Returns the cache reader,
     its unreadable items, and the pass report (``None`` when reused).
     """
     comm = comm or Comm()
     key = frozen_key(backbone, cfg, device)
+    run_agreed(comm, lambda: note_rebuilt(store.drop_damaged_cache(key)) if comm.is_root else None)
     cached = store.cached_features(key)
     report = None
     if cached is None:

@@ -21,8 +21,8 @@ from aloe.errors import AloeError
 class DamagedNode(AloeError):
     """A node on disk that cannot be read back as written (missing, truncated or garbled files)."""
 
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f"{path} is damaged: {reason}")
+    def __init__(self, path: Path, reason: str, way_out: str = "") -> None:
+        super().__init__(f"{path} is damaged: {reason}" + (f"; {way_out}" if way_out else ""))
         self.path = path
         self.reason = reason
 
@@ -34,15 +34,15 @@ def describe(exc: BaseException) -> str:
 
 
 @contextmanager
-def damage_guard(path: Path, what: str) -> Iterator[None]:
+def damage_guard(path: Path, what: str, way_out: str = "") -> Iterator[None]:
     """Re-raise whatever a storage library raises while reading ``what`` of the node at ``path``
-    (they raise many types for bad bytes) as one :class:`DamagedNode` naming the node."""
+    (they raise many types for bad bytes) as one :class:`DamagedNode` naming the node (and ``way_out``)."""
     try:
         yield
     except DamagedNode:
         raise
     except Exception as exc:
-        raise DamagedNode(path, f"{what}: {describe(exc)}") from None
+        raise DamagedNode(path, f"{what}: {describe(exc)}", way_out) from None
 
 
 class NodeWriter(abc.ABC):
@@ -74,14 +74,20 @@ class NodeWriter(abc.ABC):
 class NodeReader(abc.ABC):
     """A published node opened read-only; unreadable content raises :class:`DamagedNode`.
 
-    Subclasses set ``_path``, the node on disk that damage messages name.
+    Subclasses set ``_path``, the node on disk that damage messages name; the store sets
+    ``way_out``, what a user can do about damage to this node, which the messages end with.
     """
 
     _path: Path
+    way_out: str = ""
+
+    def damaged(self, reason: str) -> DamagedNode:
+        """A :class:`DamagedNode` for this node, ending with its way out."""
+        return DamagedNode(self._path, reason, self.way_out)
 
     def _guard(self, what: str) -> AbstractContextManager[None]:
         """:func:`damage_guard` for this node."""
-        return damage_guard(self._path, what)
+        return damage_guard(self._path, what, self.way_out)
 
     @abc.abstractmethod
     def attrs(self) -> dict[str, Any]:

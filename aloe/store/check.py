@@ -12,7 +12,8 @@ from aloe.store.schema import CACHE, ROUNDS, SELECTIONS, parse_round_name, round
 from aloe.store.store import Store, open_store
 
 
-def _check_round(store: Store, t: int) -> None:
+def check_round(store: Store, t: int) -> None:
+    """Read round ``t`` back in full and check it against the pool; :class:`AloeError` when it is not sound."""
     reader = store.round(t)
     try:
         reader.verify()
@@ -66,13 +67,14 @@ def _checks(store: Store) -> Iterator[tuple[str, Callable[[], None]]]:
             yield f"{ROUNDS}/{name}", lambda: _fail("not a round number")
             continue
         rounds.append(t)
-        yield f"{ROUNDS}/{name}", lambda t=t: _check_round(store, t)
+        yield f"{ROUNDS}/{name}", lambda t=t: check_round(store, t)
     # a deleted round leaves no node to list, but its selection records remain: rounds are numbered
     # from 0, so probing every number up to one past the last round finds the first gap
     for t in sorted(set(range(max(rounds, default=-1) + 2)) - set(rounds)):
         if store.selections(t):
             yield f"{SELECTIONS}/{round_name(t)}", lambda t=t: _fail(
-                f"selections are recorded for round {t}, but {ROUNDS}/{round_name(t)} is missing (deleted?)"
+                f"selections are recorded for round {t}, but {ROUNDS}/{round_name(t)} is missing (deleted?); "
+                + store.round_way_out(t)
             )
     for t in rounds:
         for name in store.selections(t):

@@ -1,4 +1,4 @@
-"""``aloe store ...``: inspect a store."""
+"""``aloe store ...``: inspect a store, and drop damaged rounds."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from typing import Any
 
 import click
 
+from aloe.errors import AloeError
 from aloe.store.check import check_store
+from aloe.store.drop import drop_rounds
 from aloe.store.schema import ROUNDS, round_name
 from aloe.store.store import Store, open_store
 
@@ -21,10 +23,16 @@ def _size(n_bytes: int) -> str:
 
 
 def store_summary(store: Store) -> dict[str, Any]:
-    """Everything ``aloe store info`` shows, as a JSON-ready dict."""
+    """Everything ``aloe store info`` shows, as a JSON-ready dict; a round that cannot be opened is
+    listed with ``damaged`` (the error) in place of its shapes."""
     rounds = []
     for t in store.rounds():
-        reader = store.round(t)
+        try:
+            reader = store.round(t)
+        except AloeError as exc:
+            rounds.append({"round": t, "damaged": str(exc), "bytes": store.disk_bytes(ROUNDS, round_name(t)),
+                           "selections": store.selections(t)})
+            continue
         try:
             rounds.append(
                 {
@@ -62,6 +70,10 @@ def _print_summary(info: dict[str, Any]) -> None:
     if not info["rounds"]:
         click.echo("rounds    none yet")
     for r in info["rounds"]:
+        if "damaged" in r:
+            click.echo(f"round {r['round']:<3} DAMAGED ({_size(r['bytes'])}; see the error below)")
+            click.echo(f"          selections: {', '.join(r['selections']) or 'none'}")
+            continue
         feats, logits = r["features"], r["logits"]
         click.echo(
             f"round {r['round']:<3} mode={r['mode']} classes={r['n_classes']} labeled={r['n_labeled']} "
@@ -77,7 +89,7 @@ def _print_summary(info: dict[str, Any]) -> None:
 
 @click.group("store")
 def store_group() -> None:
-    """Inspect round stores (Zarr directories *.zarr or HDF5 files *.h5)."""
+    """Inspect and repair round stores (Zarr directories *.zarr or HDF5 files *.h5)."""
 
 
 @store_group.command("info")
@@ -88,6 +100,10 @@ def info_command(path: str, as_json: bool) -> None:
     disk), selections per round, and any incomplete round.
 
     \b
+    A round that cannot be opened is listed as DAMAGED, with one ``error:`` line naming it and the way
+    out (``aloe store drop``), and the exit code is 2.
+
+    \b
     Example (the store ``aloe simulate --out runs/sim --keep-stores`` keeps for ALOE's seed 0):
       aloe store info runs/sim/aloe/seed-0/store.zarr
     """
@@ -96,6 +112,9 @@ def info_command(path: str, as_json: bool) -> None:
         click.echo(json.dumps(info, indent=2))
     else:
         _print_summary(info)
+    damaged = [r["damaged"] for r in info["rounds"] if "damaged" in r]
+    if damaged:
+        raise StoreProblems(damaged)
 
 
 class StoreProblems(click.ClickException):
@@ -129,3 +148,24 @@ def check_command(path: str) -> None:
     if problems:
         raise StoreProblems(problems)
     click.echo(f"ok: {len(checked)} nodes read back in full ({', '.join(checked) or 'no rounds yet'})")
+
+
+@store_group.command("drop")
+@click.argument("path", type=click.Path(path_type=str))
+@click.option("--round", "first", type=click.IntRange(min=0), required=True,
+              help="The first round to remove; every later round goes with it.")
+@click.option("--force", is_flag=True, help="Also drop rounds that are sound (they are lost with their selections).")
+def drop_command(path: str, first: int, force: bool) -> None:
+    """Remove round T and every later round (their selections and any incomplete round included), so
+    aloe-embed can write round T again: the way out of a damaged round.
+
+    Refuses, removing nothing, when one of those rounds is sound, unless --force is given. Prints one
+    line per round removed. Run it while no other aloe command uses the store.
+
+    \b
+    Example (round 1 is damaged; write it again from the same labels):
+      aloe store drop runs/loop/pool.zarr --round 1
+      aloe-embed --config configs/offline-default.yaml --store runs/loop/pool.zarr --labels runs/loop/ledger.csv
+    """
+    for line in drop_rounds(path, first, force):
+        click.echo(line)

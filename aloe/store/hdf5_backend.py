@@ -65,7 +65,7 @@ class Hdf5NodeReader(NodeReader):
             raw = self._file.attrs.get(ATTRS_KEY)
             attrs = json.loads(raw) if raw is not None else {}
         if not isinstance(attrs, dict):
-            raise DamagedNode(self._path, "attributes are not a mapping")
+            raise self.damaged("attributes are not a mapping")
         return attrs
 
     def array_names(self) -> list[str]:

@@ -30,9 +30,9 @@ class RowReader:
         self._info: dict[str, tuple[tuple[int, ...], np.dtype, int]] = {}
 
     def _require(self, name: str) -> tuple[tuple[int, ...], np.dtype, int]:
-        """Shape, dtype and chunk rows of array ``name``; :class:`AloeError` if it is missing."""
+        """Shape, dtype and chunk rows of array ``name``; :class:`DamagedNode` if it is missing."""
         if name not in self._names:
-            raise AloeError(f"{self.label}: array '{name}' is missing")
+            raise self._node.damaged(f"array '{name}' is missing")
         if name not in self._info:
             self._info[name] = self._node.info(name)
         return self._info[name]
@@ -94,7 +94,7 @@ class RowReader:
         return self._require(name)[1]
 
     def verify(self) -> None:
-        """Read every array of the node in full, a block at a time: :class:`AloeError` when a chunk
+        """Read every array of the node in full, a block at a time: :class:`DamagedNode` when a chunk
         is missing, truncated or fails its checksum, or floats hold NaN or inf."""
         for name in sorted(self._names):
             shape, dtype, chunk_rows = self._require(name)
@@ -106,7 +106,7 @@ class RowReader:
             for start in range(0, shape[0], step):
                 values = self._node.read(name, start, min(start + step, shape[0]))
                 if values.dtype.kind == "f" and not np.isfinite(values).all():
-                    raise AloeError(f"{self.label}: {name} holds NaN or inf (rows {start}..)")
+                    raise self._node.damaged(f"{name} holds NaN or inf (rows {start}..)")
 
     def close(self) -> None:
         """Release the node's file handles."""
@@ -126,13 +126,11 @@ class RoundReader(RowReader):
         self.labeled_positions = self._node.read("labeled_positions").astype(np.int64)
         self.labeled_classes = self._node.read("labeled_classes").astype(np.int64)
         if n_feat != n_items or n_logit != n_items:
-            raise AloeError(f"{label}: features/logits have {n_feat}/{n_logit} rows, pool has {n_items}")
+            raise node.damaged(f"features/logits have {n_feat}/{n_logit} rows, pool has {n_items}")
         if width != len(self.class_names):
-            raise AloeError(
-                f"{label}: logits have {width} columns but the round lists {len(self.class_names)} classes"
-            )
+            raise node.damaged(f"logits have {width} columns but the round lists {len(self.class_names)} classes")
         if len(self.labeled_positions) != len(self.labeled_classes):
-            raise AloeError(f"{label}: labeled_positions and labeled_classes differ in length")
+            raise node.damaged("labeled_positions and labeled_classes differ in length")
 
     @property
     def n_classes(self) -> int:

@@ -17,7 +17,7 @@ import numpy as np
 from aloe import __version__
 from aloe.errors import AloeError
 from aloe.labels import positions_in
-from aloe.store.backend import Backend, DamagedNode
+from aloe.store.backend import Backend, DamagedNode, NodeReader
 from aloe.store.hdf5_backend import Hdf5Backend
 from aloe.store.readers import RoundReader, RowReader
 from aloe.store.schema import (
@@ -43,6 +43,8 @@ from aloe.store.zarr_backend import ZarrBackend
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (ZarrBackend(), Hdf5Backend())}
 DEFAULT_CHUNK_ROWS = 8192
+TRASH = "dropped"  # a node taken out of the store waits in the staging area as dropped-PID-HEX until deleted
+CACHE_WAY_OUT = "it is derived data: the next aloe-embed that needs it removes it and computes it again"
 
 
 def backend_for(path: str | Path, backend: str | None = None) -> Backend:
@@ -110,6 +112,28 @@ class Store:
         if not self.writable:
             raise AloeError(f"{self.path}: store opened read-only")
 
+    def _open(self, path: Path, way_out: str) -> NodeReader:
+        """Open the node at ``path``; its damage messages end with ``way_out``."""
+        try:
+            node = self.backend.open_node(path)
+        except DamagedNode as exc:
+            raise DamagedNode(exc.path, exc.reason, way_out) from None
+        node.way_out = way_out
+        return node
+
+    def discard(self, path: Path) -> None:
+        """Take the node at ``path`` out of the store with one rename, then delete it; a kill in between
+        leaves it in the staging area, where the next discard removes it."""
+        trash = self.backend.staging_path(self.path, TRASH).parent
+        for leftover in trash.glob(f"{TRASH}-*"):
+            _remove_if_dead(leftover)
+        if not path.exists():
+            return
+        trash.mkdir(parents=True, exist_ok=True)
+        aside = trash / f"{TRASH}-{os.getpid()}-{secrets.token_hex(4)}"
+        os.rename(path, aside)
+        remove_path(aside)
+
     def position_of(self, ids: Iterable[str]) -> np.ndarray:
         """Pool positions of ``ids``; :class:`AloeError` naming the first few unknown ids."""
         if self._positions is None:
@@ -156,7 +180,12 @@ class Store:
             rounds = ", ".join(map(str, self.rounds())) or "none"
             raise AloeError(f"{self.path}: no round {t} (complete rounds: {rounds})")
         path = self.backend.node_path(self.path, ROUNDS, round_name(t))
-        return RoundReader(self.backend.open_node(path), t, self.n_items, str(path))
+        return RoundReader(self._open(path, self.round_way_out(t)), t, self.n_items, str(path))
+
+    def round_way_out(self, t: int) -> str:
+        """What a user does about a damaged (or unwanted) round ``t``."""
+        return (f"'aloe store drop {self.path} --round {t}' removes it and any later round, "
+                "then aloe-embed writes it again")
 
     def begin_round(
         self,
@@ -184,7 +213,7 @@ class Store:
         if t < 0:
             raise AloeError(f"round numbers start at 0, got {t}")
         if t in self.rounds():
-            raise AloeError(f"{self.path}: round {t} already exists (rounds are immutable)")
+            raise AloeError(f"{self.path}: round {t} already exists (rounds are immutable); {self.round_way_out(t)}")
         positions = np.asarray(labeled_positions, dtype=np.int64)
         classes = np.asarray(labeled_classes, dtype=np.int64)
         if positions.shape != classes.shape or positions.ndim != 1:
@@ -292,7 +321,8 @@ class Store:
         if name not in self.selections(t):
             known = ", ".join(self.selections(t)) or "none"
             raise AloeError(f"{self.path}: round {t} has no selection {name!r} (recorded: {known})")
-        node = self.backend.open_node(self._selection_path(t, name))
+        way_out = f"aloe-select --round {t} with another --name records it again; {self.round_way_out(t)}"
+        node = self._open(self._selection_path(t, name), way_out)
         try:
             return node.attrs(), {key: node.read(key) for key in node.array_names()}
         finally:
@@ -306,7 +336,25 @@ class Store:
         if key not in self.backend.list_nodes(self.path, CACHE):
             return None
         path = self.backend.node_path(self.path, CACHE, key)
-        return RowReader(self.backend.open_node(path), str(path))
+        return RowReader(self._open(path, CACHE_WAY_OUT), str(path))
+
+    def drop_damaged_cache(self, key: str) -> str | None:
+        """Read cache ``key`` back in full (every chunk and its checksum); a damaged one is derived data:
+        remove it (the caller computes it again) and return a note saying so. ``None``: absent or sound."""
+        self._need_writable()
+        try:
+            reader = self.cached_features(key)
+            if reader is None:
+                return None
+            try:
+                for _ in reader.iter_blocks(dtype=None):
+                    pass
+            finally:
+                reader.close()
+        except DamagedNode as exc:
+            self.discard(self.backend.node_path(self.path, CACHE, key))
+            return f"{exc.path} is damaged ({exc.reason}); it is derived data: removed it, computing it again"
+        return None
 
     def begin_cache(
         self,
@@ -357,12 +405,11 @@ def _disk_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _remove_dead_creations(path: Path) -> None:
-    """Remove what killed :func:`create_store` calls left beside ``path`` (their process is gone)."""
-    for leftover in path.parent.glob(f"{path.name}.creating-*"):
-        pid = leftover.name.rsplit("-", 2)[-2]
-        if pid.isdigit() and not _alive(int(pid)):
-            remove_path(leftover)
+def _remove_if_dead(leftover: Path) -> None:
+    """Remove ``leftover`` (named ``...-PID-HEX``) when the process that made it is gone."""
+    pid = leftover.name.rsplit("-", 2)[-2]
+    if pid.isdigit() and not _alive(int(pid)):
+        remove_path(leftover)
 
 
 def _alive(pid: int) -> bool:
@@ -391,7 +438,8 @@ def create_store(
         raise AloeError("pool ids must be unique")
     if any(p.exists() for p in chosen.disk_paths(path)):
         raise AloeError(f"{path} already exists")
-    _remove_dead_creations(path)
+    for leftover in path.parent.glob(f"{path.name}.creating-*"):  # what killed create_store calls left
+        _remove_if_dead(leftover)
     staging = path.with_name(f"{path.name}.creating-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         with staged_node(chosen, staging, path) as node:

@@ -133,6 +133,29 @@ def write_arrays(node: NodeWriter, arrays: dict[str, np.ndarray]) -> None:
 _HELD_LOCKS: dict[Path, int] = {}  # lock file -> descriptor, for the staged nodes this process writes
 
 
+def take_lock(staging: Path, what: str) -> Path:
+    """Hold ``<staging>.lock`` (the staged node's writer lock); :class:`AloeError` naming ``what`` when
+    another process holds it. A writer abandoned in this process (a test's simulated kill) hands it over.
+    """
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    path = staging.with_name(staging.name + ".lock")
+    if path not in _HELD_LOCKS:
+        handle = os.open(path, os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(handle)
+            raise AloeError(f"{what} is being written by another process; wait for it to finish") from None
+        _HELD_LOCKS[path] = handle
+    return path
+
+
+def release_lock(path: Path) -> None:
+    """Drop the lock :func:`take_lock` took (nothing if this process does not hold it)."""
+    if path in _HELD_LOCKS:
+        os.close(_HELD_LOCKS.pop(path))  # closing the descriptor drops the lock
+
+
 def fits(values: np.ndarray, dtype: Any) -> bool:
     """Whether the finite ``values`` stay finite in ``dtype`` (1e5 does not in float16)."""
     dtype = np.dtype(dtype)
@@ -280,27 +303,12 @@ class StagedWriter:
         self.resumed_from = self._durable
 
     def _take_lock(self) -> Path:
-        """Hold ``<staging>.lock`` while writing: a writer in another process gets a clear error.
-
-        A writer abandoned in this process (a test's simulated kill) hands its lock over.
-        """
-        self._staging.parent.mkdir(parents=True, exist_ok=True)
-        path = self._staging.with_name(self._staging.name + ".lock")
-        if path not in _HELD_LOCKS:
-            handle = os.open(path, os.O_RDWR | os.O_CREAT)
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(handle)
-                raise AloeError(
-                    f"{'/'.join(self._parts)} is being written by another process; wait for it to finish"
-                ) from None
-            _HELD_LOCKS[path] = handle
-        return path
+        """Hold the staged node's lock while writing: a writer in another process gets a clear error."""
+        return take_lock(self._staging, "/".join(self._parts))
 
     def _release(self) -> None:
-        if self._lock is not None and self._lock in _HELD_LOCKS:
-            os.close(_HELD_LOCKS.pop(self._lock))  # closing the descriptor drops the lock
+        if self._lock is not None:
+            release_lock(self._lock)
         self._lock = None
 
     def _check_range(self, row_range: tuple[int, int] | None) -> tuple[int, int]:

@@ -75,7 +75,7 @@ class ZarrNodeReader(NodeReader):
         with self._guard("attributes"):
             attrs = self._group.attrs.get(ATTRS_KEY, {})
         if not isinstance(attrs, dict):
-            raise DamagedNode(self._path, "attributes are not a mapping")
+            raise self.damaged("attributes are not a mapping")
         return dict(attrs)
 
     def array_names(self) -> list[str]:
@@ -85,7 +85,7 @@ class ZarrNodeReader(NodeReader):
             with self._guard(f"{meta.parent.name}/{METADATA}"):
                 kind = json.loads(meta.read_text()).get("node_type")
             if kind not in ("array", "group"):
-                raise DamagedNode(self._path, f"{meta.parent.name}/{METADATA} names no node type")
+                raise self.damaged(f"{meta.parent.name}/{METADATA} names no node type")
             if kind == "array":
                 names.append(meta.parent.name)
         return sorted(names)
@@ -96,7 +96,7 @@ class ZarrNodeReader(NodeReader):
             with self._guard(f"array '{name}'"):
                 array = self._group[name]
                 if not isinstance(array, zarr.Array):
-                    raise DamagedNode(self._path, f"'{name}' is not an array")
+                    raise self.damaged(f"'{name}' is not an array")
                 if _checksummed(array):
                     self._check_chunk_files(name, array)
             self._arrays[name] = array
@@ -114,9 +114,9 @@ class ZarrNodeReader(NodeReader):
             try:
                 size = chunk.stat().st_size
             except FileNotFoundError:
-                raise DamagedNode(self._path, f"array '{name}' chunk {key} is missing") from None
+                raise self.damaged(f"array '{name}' chunk {key} is missing") from None
             if expected is not None and size != expected:
-                raise DamagedNode(self._path, f"array '{name}' chunk {key} has {size} bytes, not {expected}")
+                raise self.damaged(f"array '{name}' chunk {key} has {size} bytes, not {expected}")
 
     def info(self, name):
         array = self._array(name)
