@@ -26,7 +26,7 @@ def _staged_round_number(name: str) -> int | None:
 
 
 def _state(store: Store, t: int) -> str:
-    """``sound``, ``damaged: ...`` or ``missing`` (only its selections are left) for round ``t``."""
+    """``sound``, ``damaged: ...``, ``incomplete`` (only staged) or ``missing`` (only selections left) for round ``t``."""
     if t not in store.rounds():
         return "missing" if t not in store.incomplete_rounds() else "incomplete"
     try:
