@@ -26,7 +26,8 @@ def _staged_round_number(name: str) -> int | None:
 
 
 def _state(store: Store, t: int) -> str:
-    """``sound``, ``damaged: ...``, ``incomplete`` (only staged) or ``missing`` (only selections left) for round ``t``."""
+    """Round ``t``: ``sound``, ``damaged: ...``, ``incomplete`` (only staged) or ``missing`` (only its
+    selections are left)."""
     if t not in store.rounds():
         return "missing" if t not in store.incomplete_rounds() else "incomplete"
     try:
