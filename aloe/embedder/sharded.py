@@ -81,8 +81,8 @@ def round_to_write(comm: Comm, path: Path, t: int | None) -> int:
         if t is None or t == following:
             return following
         if t in rounds:
-            raise AloeError(f"{path}: round {t} already exists (rounds are immutable); "
-                            f"use --round {following} or omit --round")
+            raise AloeError(f"{path}: round {t} already exists (rounds are immutable); use --round {following} "
+                            f"or omit --round, or to write round {t} again: {store.round_way_out(t)}")
         newest = f"the newest complete round is {rounds[-1]}" if rounds else "it has no complete round yet"
         raise AloeError(f"{path}: the next round is {following} ({newest}), not {t}: rounds are numbered "
                         f"0, 1, 2, ... with no gaps; use --round {following} or omit --round")

@@ -76,7 +76,8 @@ def test_a_round_that_is_not_the_next_is_refused_and_nothing_is_written(tmp_path
     assert _run(capsys, *features)[0] == 0
     before = _tree(store)
     for round_, message in ((5, "the next round is 1 (the newest complete round is 0), not 5"),
-                            (0, "round 0 already exists")):
+                            (0, f"round 0 already exists (rounds are immutable); use --round 1 or omit --round, "
+                                f"or to write round 0 again: 'aloe store drop {store} --round 0'")):
         code, _, err = _run(capsys, *features, "--round", round_)
         assert code == 2 and message in err and "use --round 1 or omit --round" in err
         assert err.startswith("error: ") and err.count("\n") == 1
