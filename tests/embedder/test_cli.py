@@ -65,14 +65,19 @@ def _tree(path):
     return {str(f.relative_to(path)): f.read_bytes() for f in sorted(path.rglob("*")) if f.is_file()}
 
 
-def test_a_round_that_is_not_the_next_is_refused_and_nothing_is_written(tmp_path, capsys, config):
+def _features_args(tmp_path):
+    """``aloe-embed --from-features`` arguments for 30 random 8-d items, two of them labeled, and the store."""
     rng = np.random.default_rng(0)
     ids = np.array([f"item-{i}" for i in range(30)])
     np.savez(tmp_path / "pool.npz", ids=ids, features=rng.normal(size=(30, 8)).astype(np.float32))
     labels = tmp_path / "labels.csv"
     labels.write_text("id,label\nitem-0,a\nitem-1,b\n")
     store = tmp_path / "pool.zarr"
-    features = ("--from-features", tmp_path / "pool.npz", "--store", store, "--labels", labels)
+    return ("--from-features", tmp_path / "pool.npz", "--store", store, "--labels", labels), store
+
+
+def test_a_round_that_is_not_the_next_is_refused_and_nothing_is_written(tmp_path, capsys, config):
+    features, store = _features_args(tmp_path)
     assert _run(capsys, *features)[0] == 0
     before = _tree(store)
     for round_, message in ((5, "the next round is 1 (the newest complete round is 0), not 5"),
@@ -91,17 +96,11 @@ def test_a_round_that_is_not_the_next_is_refused_and_nothing_is_written(tmp_path
 
 
 def test_from_features_writes_a_linear_round(tmp_path, capsys):
-    rng = np.random.default_rng(0)
-    ids = np.array([f"item-{i}" for i in range(30)])
-    np.savez(tmp_path / "pool.npz", ids=ids, features=rng.normal(size=(30, 8)).astype(np.float32))
-    labels = tmp_path / "labels.csv"
-    labels.write_text("id,label\nitem-0,a\nitem-1,b\n")
-    store = tmp_path / "pool.zarr"
-    code, out, _ = _run(capsys, "--from-features", tmp_path / "pool.npz", "--store", store, "--labels", labels)
+    features, store = _features_args(tmp_path)
+    code, out, _ = _run(capsys, *features)
     assert code == 0 and "round 0 written" in out
     assert open_store(store).round(0).logits().shape == (30, 2)
-    code, _, err = _run(capsys, "--from-features", tmp_path / "pool.npz", "--store", store, "--labels", labels,
-                        "--mode", "finetune")
+    code, _, err = _run(capsys, *features, "--mode", "finetune")
     assert code == 2 and "linear head only" in err
 
 
