@@ -36,7 +36,7 @@ def run_cli(command: click.Command, argv: Sequence[str] | None = None) -> int:
             raise
         return 2
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+        click.echo("aborted; the same command run again continues where this one stopped", err=True)
         return 1
     except click.UsageError as exc:  # click's own four lines (usage, hint, blank, error) made one
         where = f" (see {exc.ctx.command_path} --help)" if exc.ctx else ""

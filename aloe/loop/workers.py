@@ -107,13 +107,17 @@ def run_in_workers(
                                  initargs=(task, ticks, threads)) as executor:
             futures: list[Future] = [executor.submit(_run_item, name, args) for name, args in items]
             pending = set(futures)
-            while pending:
-                _drain(ticks, on_tick)
-                done, pending = wait(pending, timeout=0.1, return_when=FIRST_EXCEPTION)
-                if any(future.exception() for future in done):
-                    for future in pending:
-                        future.cancel()
-                    break
+            try:
+                while pending:
+                    _drain(ticks, on_tick)
+                    done, pending = wait(pending, timeout=0.1, return_when=FIRST_EXCEPTION)
+                    if any(future.exception() for future in done):
+                        for future in pending:
+                            future.cancel()
+                        break
+            except BaseException:  # Ctrl-C: the queued items must not start while the running ones stop
+                executor.shutdown(wait=True, cancel_futures=True)
+                raise
         _drain(ticks, on_tick)
     failed = [future.exception() for future in futures if not future.cancelled() and future.exception()]
     if failed:

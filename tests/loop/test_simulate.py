@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -172,6 +173,24 @@ def test_a_killed_simulation_resumes_where_it_stopped(pool_npz, tmp_path):
     assert run_cli(simulate_command, [*argv, "--out", str(uninterrupted)]) == 0
     assert Ledger(out / "aloe" / "seed-1" / "ledger.csv").last_round() == rounds
     assert _run_state(out) == _run_state(uninterrupted)
+
+
+def test_ctrl_c_on_parallel_runs_starts_no_queued_run(pool_npz, tmp_path):
+    """12 runs in 2 processes, Ctrl-C (SIGINT to the process group, as a terminal sends it) once the
+    first round is written: the running runs stop and the queued ones never start."""
+    out = tmp_path / "run"
+    argv = ["simulate", "--features", str(pool_npz), "--out", str(out), "--budget", "5", "--rounds", "30",
+            "--seeds", "0,1,2,3,4,5", "--strategy", "aloe", "--strategy", "random", "--jobs", "2", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    process = subprocess.Popen([sys.executable, "-c", "from aloe.cli import main; main()", *argv], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def a_round_written() -> bool:
+        return any((Ledger(path).last_round() or 0) >= 1 for path in out.glob("*/seed-*/ledger.csv"))
+
+    kill_when(process, a_round_written, sig=signal.SIGINT, group=True)
+    assert process.returncode != 0 and not (out / "metrics.csv").exists()
+    assert len(list(out.glob("*/seed-*"))) <= 4  # the two running, and at most two taken as the signal landed
 
 
 def test_a_rerun_with_other_settings_is_refused(pool_npz, finished, capsys):
