@@ -39,6 +39,20 @@ MODELS = {
     "efficientnet-lite0": TimmConfig(kind="timm", image_size=96),
     "vit-b-32": OpenClipConfig(kind="open_clip", model="ViT-B-32", pretrained=None),
 }
+DEFAULT_N = {"efficientnet-lite0": 1024, "vit-b-32": 192}  # images per model
+DEFAULT_BATCH = {"efficientnet-lite0": 128, "vit-b-32": 32}
+
+
+def per_model(parser: argparse.ArgumentParser, option: str, given: list[int] | None, models: list[str],
+              defaults: dict[str, int]) -> list[int]:
+    """One value of ``option`` per model: the given ones (one value serves every model), else the defaults."""
+    if given is None:
+        return [defaults[name] for name in models]
+    if len(given) == 1:
+        return given * len(models)
+    if len(given) != len(models):
+        parser.error(f"{option} takes one value, or one per model ({len(models)}), not {len(given)}")
+    return given
 
 
 def generated_source(n: int, side: int = 32, seed: int = 0) -> ArrayImageSource:
@@ -129,8 +143,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--n", type=int, nargs="+", default=[1024, 192], help="images per model")
-    parser.add_argument("--batch-size", type=int, nargs="+", default=[128, 32], help="per model")
+    parser.add_argument("--n", type=int, nargs="+", help=f"images: one value, or one per model {DEFAULT_N}")
+    parser.add_argument("--batch-size", type=int, nargs="+", help=f"one value, or one per model {DEFAULT_BATCH}")
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--preprocess", default="loader", choices=["loader", "device"])
     parser.add_argument("--repeats", type=int, default=3)
@@ -138,7 +152,9 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     report = {"benchmark": "pool pass vs bare forward", "machine": machine(device), "results": []}
-    for name, n, batch_size in zip(args.models, args.n, args.batch_size, strict=True):
+    sizes = per_model(parser, "--n", args.n, args.models, DEFAULT_N)
+    batches = per_model(parser, "--batch-size", args.batch_size, args.models, DEFAULT_BATCH)
+    for name, n, batch_size in zip(args.models, sizes, batches, strict=True):
         torch.manual_seed(0)
         result = compare(name, build_backbone(MODELS[name]), n, batch_size, args.workers, args.repeats, device,
                          preprocess=args.preprocess)

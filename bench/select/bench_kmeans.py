@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, nargs="+", default=sorted({1, os.cpu_count() or 1}))
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=list(BACKENDS))
-    parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--out", type=Path, default=HERE, help="folder for kmeans.json and kmeans.md [this folder]")
     parser.add_argument("--render", type=Path, help="only rewrite the table from this kmeans.json")
     args = parser.parse_args()
     if args.render:

@@ -213,6 +213,8 @@ def main() -> None:
     machine = {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                "faiss_threads": faiss.omp_get_max_threads(), "when": time.strftime("%Y-%m-%d %H:%M")}
     rows = []
+    if args.dir is not None:
+        args.dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for n in args.sizes:
             rows.append(run_size(n, args, Path(tmp)))
