@@ -30,7 +30,8 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
-def _settings(options: dict, from_config: dict | None = None, keep_stores: bool = False) -> SimulationSettings:
+def _settings(options: dict, from_config: dict | None = None, keep_stores: bool = False,
+              round_detail: bool = False) -> SimulationSettings:
     """The run's settings from the shared options (:func:`simulation_options`) and, for a config, its
     ``mode`` and head."""
     select = {name: options[name] for name in SELECT_OPTIONS if options[name] is not None}
@@ -49,6 +50,7 @@ def _settings(options: dict, from_config: dict | None = None, keep_stores: bool 
             "head": head,
             "mode": from_config.get("mode", "linear"),
             "keep_stores": keep_stores,
+            "round_detail": round_detail,
         },
         "options",
     )
@@ -102,7 +104,9 @@ def _run_simulation(config_path: Path | None, features_path: Path | None, out: P
     settings = _settings(options, keep_stores=keep_stores)  # bad options fail before any embedding
     if config_path is not None:
         pool, from_config = load_config_pool(config_path, out, quiet, mode=mode)
-        settings = _settings(options, from_config=from_config, keep_stores=keep_stores)
+        # one process with a progress bar: also each fine-tuning round's own bars (finetune mode)
+        settings = _settings(options, from_config=from_config, keep_stores=keep_stores,
+                             round_detail=not quiet and jobs == 1)
     else:
         pool = load_npz_pool(features_path)
     return simulate(pool, settings, out, round_progress(len(pool.ids), quiet), jobs=jobs)

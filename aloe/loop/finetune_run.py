@@ -107,7 +107,8 @@ class FinetuneRun(Run):
             raise AloeError(f"{self.ledger.path}: holds rounds past {t} but the store lacks round {t}; "
                             "use another --out")
         cfg = self.pool.config.model_copy(update={"seed": self.seed})
-        embed_round(cfg, self.store_path, self.ledger.path, t=t, quiet=True, source=self.pool.source,
+        embed_round(cfg, self.store_path, self.ledger.path, t=t, quiet=not self.settings.round_detail,
+                    source=self.pool.source,
                     on_trained=lambda backbone, head, device: self._evaluate(t, backbone, head, device))
 
     def _evaluate(self, t: int, backbone: Backbone, head: torch.nn.Module, device: torch.device) -> None:
@@ -120,7 +121,7 @@ class FinetuneRun(Run):
         report = run_pool_pass(model_encoder(backbone, head, device), self.pool.test_source, logits,
                                backbone=backbone, batch_size=cfg.pool.batch_size, workers=cfg.pool.workers,
                                device=device, preprocess=cfg.pool.preprocess, desc=f"round {t} evaluation",
-                               quiet=True)
+                               quiet=not self.settings.round_detail)
         readable = np.ones(len(self.pool.test_labels), dtype=bool)
         readable[list(report.skipped)] = False
         save_npz_atomic(path, logits=logits.array(len(self.pool.class_names)), readable=readable)

@@ -73,6 +73,7 @@ class SimulationSettings(StrictModel):
     head: LinearHeadConfig = LinearHeadConfig()
     mode: Literal["linear", "finetune"] = "linear"
     keep_stores: bool = False
+    round_detail: bool = Field(False, description="finetune mode: show each round's fine-tune and pool-pass bars")
 
     @field_validator("strategies")
     @classmethod
@@ -86,7 +87,8 @@ class SimulationSettings(StrictModel):
 
     def resume_key(self) -> dict:
         """The settings a continued run must share with the one it continues."""
-        return self.model_dump(exclude={"strategies", "seeds", "rounds", "keep_stores"}) | {"initial": self.n_initial}
+        varying = {"strategies", "seeds", "rounds", "keep_stores", "round_detail"}
+        return self.model_dump(exclude=varying) | {"initial": self.n_initial}
 
 
 WHERE_KEYS = ("config", "features")  # where the pool came from: may differ between runs

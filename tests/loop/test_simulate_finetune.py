@@ -103,12 +103,15 @@ def test_metrics_are_the_finetuned_models_predictions_on_the_evaluation_set(conf
     assert "stratified 20%" in (finished / "simulation.json").read_text()
 
 
-def test_mode_overrides_the_config(config, finished, tmp_path):
+def test_mode_overrides_the_config_and_a_round_shows_its_own_progress(config, finished, tmp_path, capsys):
     linear = tmp_path / "linear.yaml"
     linear.write_text(config.read_text().replace("mode: finetune", "mode: linear"))
     out = tmp_path / "o"
-    assert run_cli(cli, ["simulate", "--config", str(linear), "--mode", "finetune", "--out", str(out), *ARGS,
+    loud = [arg for arg in ARGS if arg != "--quiet"]
+    assert run_cli(cli, ["simulate", "--config", str(linear), "--mode", "finetune", "--out", str(out), *loud,
                          "--rounds", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "fine-tune" in err and "round 1 evaluation" in err  # the round's bars, under the simulation's
     assert open_store(out / "aloe" / "seed-3" / "store.zarr").round(1).provenance["mode"] == "finetune"
     assert _state(out)[1] == _state(finished)[1][:2]
 
@@ -127,7 +130,7 @@ def test_a_killed_finetune_simulation_resumes_with_the_same_results(config, fini
     assert _state(out) == _state(finished)
 
 
-def test_a_config_test_split_is_the_evaluation_set_and_the_whole_dataset_the_pool(config, tmp_path):
+def test_a_config_test_split_is_the_evaluation_set_and_the_whole_dataset_the_pool(config, tmp_path, capsys):
     test_root = tmp_path / "test-images"
     test_root.mkdir()
     cfg = yaml.safe_load(config.read_text())
@@ -136,6 +139,7 @@ def test_a_config_test_split_is_the_evaluation_set_and_the_whole_dataset_the_poo
     with_test.write_text(yaml.safe_dump(cfg))
     out = tmp_path / "o"
     assert run_cli(cli, ["simulate", "--config", str(with_test), "--out", str(out), *ARGS, "--rounds", "1"]) == 0
+    assert "fine-tune" not in capsys.readouterr().err  # --quiet: no bars at all
     run = out / "aloe" / "seed-3"
     assert open_store(run / "store.zarr").n_items == sum(count for _, count in CLASSES.values())
     with np.load(run / "eval" / "0001.npz") as data:
