@@ -23,7 +23,15 @@ import torch
 
 from aloe.data.npz import load_features_npz, npz_digest
 from aloe.embedder.head import LinearHeadConfig, head_logits, train_linear_head
-from aloe.embedder.sharded import open_shard_writer, open_store_on_ranks, publish_shards, round_to_write, run_agreed
+from aloe.embedder.sharded import (
+    check_same_request,
+    file_digest,
+    open_shard_writer,
+    open_store_on_ranks,
+    publish_shards,
+    round_to_write,
+    run_agreed,
+)
 from aloe.errors import AloeError
 from aloe.internal.arrays import BLOCK_ROWS
 from aloe.internal.dist import Comm
@@ -254,7 +262,14 @@ def embed_from_features(
     from aloe.store import create_store, open_store
 
     comm = comm or Comm()
+    # hashed once per rank: the ranks' check, the cache key and the provenance
+    digest = npz_digest(npz_path) if Path(npz_path).is_file() else None
+    check_same_request(comm, store_path, {"features file content": digest, "labels file content":
+                                          file_digest(labels_csv), "round": round,
+                                          "head": head.model_dump() if head else None})
     labels = read_labels(labels_csv)
+    if digest is None:
+        raise AloeError(f"features file not found: {npz_path}")
     store_path = Path(store_path)
     arrays: tuple[np.ndarray, np.ndarray] | None = None  # the npz, when checking it read it already
 
@@ -272,7 +287,6 @@ def embed_from_features(
 
     round = round_to_write(comm, store_path, round)
     store = open_store_on_ranks(comm, store_path, open_here)
-    digest = npz_digest(npz_path)  # hashed once per rank: the cache key and the provenance
     cache = run_agreed(comm, lambda: import_features_npz(store, npz_path, digest, arrays) if comm.is_root else None)
     cache = cache if comm.is_root else import_features_npz(store, npz_path, digest, verify=False)  # rank 0 did
     labeled = LabeledSet.from_labels(labels, store)

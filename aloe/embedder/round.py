@@ -33,7 +33,15 @@ from aloe.embedder.device import resolve_device
 from aloe.embedder.finetune import finetune
 from aloe.embedder.linear_round import note_rebuilt, write_linear_round
 from aloe.embedder.poolpass import PassReport, model_encoder, run_pool_pass
-from aloe.embedder.sharded import open_shard_writer, open_store_on_ranks, publish_shards, round_to_write, run_agreed
+from aloe.embedder.sharded import (
+    check_same_request,
+    file_digest,
+    open_shard_writer,
+    open_store_on_ranks,
+    publish_shards,
+    round_to_write,
+    run_agreed,
+)
 from aloe.errors import AloeError
 from aloe.internal.dist import Comm
 from aloe.internal.versions import package_versions
@@ -170,6 +178,8 @@ def embed_round(cfg: EmbedConfig, store_path: str | Path, labels_path: str | Pat
     share of the pool into the same staged round, and rank 0 publishes it.
     """
     comm = comm or Comm()
+    check_same_request(comm, store_path, {"config": cfg.model_dump(mode="json"), "round": t,
+                                          "labels file content": file_digest(labels_path)})
     started = time.perf_counter()
     labels = read_labels(labels_path)
     source = build_source(cfg.data) if source is None else source

@@ -11,9 +11,62 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aloe.data.npz import npz_digest
 from aloe.errors import AloeError
 from aloe.internal.dist import Comm
 from aloe.store.store import backend_for, open_store
+
+
+def file_digest(path: str | Path) -> str | None:
+    """A file's content hash (:func:`~aloe.data.npz.npz_digest`), ``None`` when it cannot be read."""
+    try:
+        return npz_digest(path)
+    except OSError:
+        return None
+
+
+def _store_identity(path: Path) -> str:
+    """The store at ``path`` as a rank sees it: its absolute path, pool fingerprint and complete rounds."""
+    where = str(path.resolve())
+    if not path.exists():
+        return f"{where} (absent)"
+    try:
+        store = open_store(path)
+        return f"{where} (pool {store.fingerprint}, rounds {store.rounds()})"
+    except (AloeError, OSError):
+        return f"{where} (unreadable)"
+
+
+def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``settings`` with nested dicts spread out under dotted keys (``finetune.lr``)."""
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_same_request(comm: Comm, store_path: str | Path, settings: dict[str, Any]) -> None:
+    """Raise :class:`AloeError` on every rank unless all ranks got the same ``settings`` and see the
+    same store at ``store_path``; call it before any other collective or any write.
+
+    ``settings`` describes a rank's request (nested dicts allowed; hash file contents first, e.g. with
+    :func:`file_digest`). The error names the first setting where a rank differs from rank 0.
+    """
+    if not comm.sharded:
+        return
+    mine = _flat({**settings, "store": _store_identity(Path(store_path))})
+    everyone = comm.gather_objects(mine)
+    for rank, theirs in enumerate(everyone[1:], start=1):
+        for key in [*everyone[0], *(key for key in theirs if key not in everyone[0])]:
+            if everyone[0].get(key) != theirs.get(key):
+                raise AloeError(
+                    f"the ranks were started with different settings: {key} is {everyone[0].get(key)!r} on "
+                    f"rank 0 but {theirs.get(key)!r} on rank {rank}; start every rank with the same command "
+                    "line and files, on one store (a shared filesystem)"
+                )
 
 
 def run_agreed(comm: Comm, action: Callable[[], Any]) -> Any:
@@ -53,7 +106,8 @@ def publish_shards(comm: Comm, writer: Any, extra_attrs: dict[str, Any] | None =
 
 
 def open_store_on_ranks(comm: Comm, path: Path, open_here: Callable[[], Any]) -> Any:
-    """``open_here()`` on rank 0 first (it may create the store), then on the other ranks.
+    """``open_here()`` on rank 0 first (it may create the store), then on the other ranks, which refuse
+    a store they do not see (no shared filesystem) rather than create their own.
 
     Several ranks write one round only into a Zarr store: an HDF5 one is refused here, before any work.
     """
@@ -61,8 +115,15 @@ def open_store_on_ranks(comm: Comm, path: Path, open_here: Callable[[], Any]) ->
     if comm.sharded and not backend.shared_writes:
         raise AloeError(f"{path}: a round written by {comm.world} ranks needs a Zarr store (*.zarr); "
                         f"an {backend.name} store takes one writer")
+
+    def join() -> Any:
+        if not path.exists():
+            raise AloeError(f"{path}: rank {comm.rank} does not see the store rank 0 opened; every rank needs "
+                            "the same store, on a shared filesystem")
+        return open_here()
+
     first = run_agreed(comm, lambda: open_here() if comm.is_root else None)
-    return run_agreed(comm, lambda: first if comm.is_root else open_here())
+    return run_agreed(comm, lambda: first if comm.is_root else join())
 
 
 def round_to_write(comm: Comm, path: Path, t: int | None) -> int:

@@ -9,12 +9,13 @@ from pathlib import Path
 import click
 
 from aloe.config import load_config, validate_config
+from aloe.embedder.sharded import check_same_request
 from aloe.internal.cli import exit_with
 from aloe.internal.dist import launch
 from aloe.selector.clustering import BACKENDS, FewPointsPerClusterWarning
 from aloe.selector.config import SelectConfig
 from aloe.selector.scores import SCORES
-from aloe.selector.select import run_select, summary_lines
+from aloe.selector.select import request_of, run_select, summary_lines
 from aloe.selector.strategies import STRATEGIES
 from aloe.store import open_store
 
@@ -124,6 +125,8 @@ def cli(
         config = validate_config(SelectConfig, given, "aloe-select")
     with warnings.catch_warnings(), launch() as comm:  # the summary's notes say it, once
         warnings.simplefilter("ignore", FewPointsPerClusterWarning)
+        check_same_request(comm, store_path, {**request_of(config), "round": round_, "name": name,
+                                              "overwrite": overwrite})
         store = open_store(store_path, mode="r" if comm.sharded else "a")
         outcome = run_select(store, config, out, round=round_, name=name, overwrite=overwrite, comm=comm)
     if not quiet and comm.is_root:

@@ -14,8 +14,12 @@ import numpy as np
 import psutil
 import pytest
 import yaml
+from rank_helpers import run_ranks
 
 from aloe.cli import cli as aloe_cli
+from aloe.embedder.sharded import open_store_on_ranks
+from aloe.errors import AloeError
+from aloe.internal.dist import Comm
 from aloe.internal.cli import run_cli
 from aloe.embedder.cli import command
 from aloe.store import open_store
@@ -74,6 +78,41 @@ def test_two_ranks_refuse_an_hdf5_store_in_one_line(features):
     assert not (features / "pool.h5").exists()
 
 
+def test_ranks_given_different_labels_all_refuse_before_writing(tmp_path):
+    """Rank 1 alone reads another labels file: every rank names it in one line and no round is begun."""
+    ids = np.array([f"item{i:03d}" for i in range(300)])
+    np.savez(tmp_path / "pool.npz", ids=ids, features=np.random.default_rng(0).standard_normal((300, 4)))
+    (tmp_path / "labels.csv").write_text("id,label\nitem000,a\nitem001,b\n")
+    (tmp_path / "more.csv").write_text("id,label\nitem000,a\nitem001,b\nitem002,c\n")
+    store = tmp_path / "pool.zarr"
+    argv = ["--from-features", str(tmp_path / "pool.npz"), "--store", str(store), "--labels"]
+    assert run_cli(command, [*argv, str(tmp_path / "labels.csv")]) == 0
+    ranks = run_ranks("aloe.embedder.cli", [*argv, str(tmp_path / "labels.csv")], [*argv, str(tmp_path / "more.csv")])
+    for done in ranks:
+        assert done.returncode == 2, done.stderr[-3000:]
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+        assert done.stderr.startswith("error: the ranks were started with different settings: labels file content is ")
+        assert "on rank 0 but" in done.stderr and "on rank 1" in done.stderr
+    assert open_store(store).rounds() == [0] and open_store(store).incomplete_rounds() == []
+    assert run_cli(aloe_cli, ["store", "check", str(store)]) == 0
+
+
+class _LoneRankOne(Comm):
+    """Rank 1 of 2 whose collectives only raise its own error (no process group)."""
+
+    def agree(self, error: BaseException | None) -> None:
+        if error is not None:
+            raise error
+
+
+def test_a_rank_that_does_not_see_the_store_refuses_rather_than_creating_one(tmp_path):
+    """No shared filesystem: the store rank 0 created is absent on rank 1, which must not make its own."""
+    created = []
+    with pytest.raises(AloeError, match="rank 1 does not see the store rank 0 opened"):
+        open_store_on_ranks(_LoneRankOne(rank=1, world=2), tmp_path / "pool.zarr", lambda: created.append(1))
+    assert created == [] and not (tmp_path / "pool.zarr").exists()
+
+
 def _image_config(path: Path, tiny_clip: dict, manifest: Path, mode: str, **finetune) -> Path:
     config = {
         "backbone": tiny_clip, "data": {"kind": "manifest", "path": str(manifest)}, "mode": mode,
@@ -97,6 +136,19 @@ def test_two_ranks_embed_images_as_one_process_does(tmp_path, tiny_clip, pool_ma
     np.testing.assert_allclose(second.features(), first.features(), atol=2e-3)  # float16 storage
     np.testing.assert_allclose(second.logits(), first.logits(), rtol=1e-3, atol=1e-3)
     assert second.provenance["ranks"] == 2
+
+
+def test_ranks_given_different_labels_refuse_to_embed_images_and_create_no_store(tmp_path, tiny_clip, pool_manifest):
+    config = _image_config(tmp_path / "finetune.yaml", tiny_clip, pool_manifest, "finetune")
+    (tmp_path / "labels.csv").write_text("id,label\nred-0,red\nblue-0,blue\n")
+    (tmp_path / "other.csv").write_text("id,label\nred-0,red\nblue-0,green\n")
+    argv = ["--config", str(config), "--store", str(tmp_path / "f.zarr"), "--quiet", "--labels"]
+    ranks = run_ranks("aloe.embedder.cli", [*argv, str(tmp_path / "labels.csv")], [*argv, str(tmp_path / "other.csv")])
+    for done in ranks:
+        assert done.returncode == 2, done.stderr[-3000:]
+        assert done.stderr.startswith("error: the ranks were started with different settings: labels file content is ")
+        assert done.stderr.count("\n") == 1
+    assert not (tmp_path / "f.zarr").exists()
 
 
 def test_finetune_mode_trains_with_ddp_over_two_ranks(tmp_path, tiny_clip, pool_manifest):

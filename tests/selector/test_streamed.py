@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from rank_helpers import run_ranks
 from selector_helpers import build_view
 
 from aloe.internal.cli import run_cli
@@ -157,6 +158,27 @@ def test_two_gloo_ranks_under_torchrun_give_the_one_process_batch(pool_store, tm
     _, arrays_two = store.read_selection(0, "two")
     np.testing.assert_array_equal(arrays_two["scores"], arrays_one["scores"])
     assert np.mean(arrays_two["clusters"] == arrays_one["clusters"]) > 0.99
+
+
+@pytest.mark.parametrize("differs", ["seed", "store"])
+def test_ranks_started_with_different_arguments_all_refuse_in_one_line(pool_store, tmp_path, differs):
+    """Rank 1 alone gets --seed 5, or another --store: every rank names the setting and nothing is written."""
+    path, _ = pool_store
+    before = open_store(path).selections(0)
+    argv = ["--store", str(path), "--budget", "20", "--out", str(tmp_path / "b.csv")]
+    other = tmp_path / "other.zarr"
+    odd = [*argv, "--seed", "5"] if differs == "seed" else [*argv[:1], str(other), *argv[2:]]
+    ranks = run_ranks("aloe.selector.cli", argv, odd)
+    for done in ranks:
+        assert done.returncode == 2, done.stderr[-3000:]
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+        assert done.stderr.startswith(f"error: the ranks were started with different settings: {differs} is ")
+        assert "on rank 0 but" in done.stderr and "on rank 1" in done.stderr
+    if differs == "seed":
+        assert "seed is 0 on rank 0 but 5 on rank 1" in ranks[0].stderr
+    else:
+        assert "(absent)" in ranks[0].stderr and not other.exists()
+    assert open_store(path).selections(0) == before and not (tmp_path / "b.csv").exists()
 
 
 def test_round_blocks_cover_a_row_range_in_the_stored_dtype(pool_store):
