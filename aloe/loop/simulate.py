@@ -164,8 +164,7 @@ class Run:
         """Round 0 of the ledger: ``initial`` items drawn uniformly at random (seeded)."""
         if self.ledger.last_round() is None:
             rng = np.random.default_rng(self.seed)
-            n = min(self.settings.n_initial, len(self.pool.ids))
-            positions = rng.choice(len(self.pool.ids), size=n, replace=False)
+            positions = rng.choice(len(self.pool.ids), size=self.settings.n_initial, replace=False)
             self.ledger.append(self.pool.oracle(positions), 0, "initial")
 
     def labeled(self, t: int) -> LabeledSet:
@@ -355,6 +354,9 @@ def simulate(pool: OracleLabels, settings: SimulationSettings, out: str | Path,
     """
     if jobs < 1:
         raise AloeError(f"jobs must be >= 1, got {jobs}")
+    if settings.n_initial >= len(pool.ids):
+        raise AloeError(f"--initial {settings.n_initial} labels the whole pool ({len(pool.ids)} items) before round "
+                        "1: no strategy would select anything; give fewer initial labels")
     out = Path(out)
     _check_or_write_settings(out, settings, pool)
     runs = [(strategy, seed) for strategy in settings.strategies for seed in settings.seeds]

@@ -225,6 +225,8 @@ def test_more_bad_inputs_are_one_line_errors_that_leave_nothing(pool_npz, tmp_pa
     (tmp_path / "a-file").write_text("kept")
     assert "is a file" in refused(["--features", str(pool_npz), "--out", str(tmp_path / "a-file")])
     assert "not a directory" in refused(["--features", str(pool_npz), "--out", str(tmp_path / "a-file" / "o")])
+    assert "labels the whole pool" in refused(["--features", str(pool_npz), "--out", str(out), "--initial", "100000"])
+    assert not out.exists()
     assert (tmp_path / "a-file").read_text() == "kept"
 
 
