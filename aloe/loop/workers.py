@@ -61,6 +61,7 @@ def _thread_environment(threads: int) -> Iterator[None]:
 
 _TASK: Callable[..., Any] | None = None
 _TICKS: Any = None
+_STOP: Any = None  # an Event: set once the run is interrupted, after which no worker starts an item
 
 
 def set_library_threads(n: int) -> None:
@@ -72,10 +73,10 @@ def set_library_threads(n: int) -> None:
     faiss.omp_set_num_threads(n)
 
 
-def _start_worker(task: Callable[..., Any], ticks: Any, threads: int) -> None:
-    global _TASK, _TICKS
+def _start_worker(task: Callable[..., Any], ticks: Any, threads: int, stop: Any) -> None:
+    global _TASK, _TICKS, _STOP
     set_library_threads(threads)
-    _TASK, _TICKS = task, ticks
+    _TASK, _TICKS, _STOP = task, ticks, stop
 
 
 def _tick(name: str) -> Callable[[], None]:
@@ -83,7 +84,15 @@ def _tick(name: str) -> Callable[[], None]:
 
 
 def _run_item(name: str, args: tuple) -> Any:
-    return _TASK(*args, _tick(name))
+    """Run one item, unless the run was interrupted (Ctrl-C reaches every worker: the one that takes
+    it stops every later item from starting)."""
+    if _STOP.is_set():
+        raise KeyboardInterrupt(f"{name}: not started, the run was interrupted")
+    try:
+        return _TASK(*args, _tick(name))
+    except KeyboardInterrupt:
+        _STOP.set()
+        raise
 
 
 def run_in_workers(
@@ -102,9 +111,9 @@ def run_in_workers(
     context = multiprocessing.get_context("spawn")
     threads = threads_per_worker(jobs)
     with context.Manager() as manager, _thread_environment(threads):
-        ticks = manager.Queue()
+        ticks, stop = manager.Queue(), context.Event()
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker,
-                                 initargs=(task, ticks, threads)) as executor:
+                                 initargs=(task, ticks, threads, stop)) as executor:
             futures: list[Future] = [executor.submit(_run_item, name, args) for name, args in items]
             pending = set(futures)
             try:
@@ -116,6 +125,7 @@ def run_in_workers(
                             future.cancel()
                         break
             except BaseException:  # Ctrl-C: the queued items must not start while the running ones stop
+                stop.set()
                 executor.shutdown(wait=True, cancel_futures=True)
                 raise
         _drain(ticks, on_tick)

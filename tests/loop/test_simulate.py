@@ -190,7 +190,7 @@ def test_ctrl_c_on_parallel_runs_starts_no_queued_run(pool_npz, tmp_path):
 
     kill_when(process, a_round_written, sig=signal.SIGINT, group=True)
     assert process.returncode != 0 and not (out / "metrics.csv").exists()
-    assert len(list(out.glob("*/seed-*"))) <= 4  # the two running, and at most two taken as the signal landed
+    assert len(list(out.glob("*/seed-*"))) <= 2  # only the runs the two workers had begun
 
 
 def test_a_rerun_with_other_settings_is_refused(pool_npz, finished, capsys):
