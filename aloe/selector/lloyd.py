@@ -83,8 +83,9 @@ def faiss_permutation_head(n: int, count: int, seed: int) -> np.ndarray:
 
 
 def initial_rows(n: int, k: int, seed: int) -> np.ndarray:
-    """Rows whose values start the ``k`` centroids: those FAISS's k-means picks for ``seed``."""
-    return faiss_permutation_head(n, k, seed + 1)
+    """Rows whose values start the ``k`` centroids: those FAISS's k-means picks for ``seed`` (with
+    exactly ``k`` rows, FAISS takes them in order, whatever the seed)."""
+    return np.arange(k) if n == k else faiss_permutation_head(n, k, seed + 1)
 
 
 def training_sample(n: int, size: int, seed: int) -> np.ndarray:

@@ -40,6 +40,16 @@ def test_same_seed_same_clusters_other_seed_other_start(backend):
     assert not np.array_equal(a.centroids, c.centroids)
 
 
+@pytest.mark.filterwarnings("ignore::aloe.selector.clustering.FewPointsPerClusterWarning")
+def test_with_exactly_k_points_both_backends_number_the_clusters_by_point():
+    """FAISS makes each point its own centroid, in order; the torch k-means must number them alike,
+    since ALOE's cluster-id tie-break orders a batch whose clusters all tie."""
+    x = np.random.default_rng(5).standard_normal((12, 4)).astype(np.float32)
+    for backend in ("faiss", "torch"):
+        for seed in (0, 7):
+            np.testing.assert_array_equal(kmeans(x, 12, seed=seed, backend=backend).assignment, np.arange(12))
+
+
 def test_warns_below_39_points_per_cluster():
     x = np.random.default_rng(0).standard_normal((100, 4)).astype(np.float32)
     with pytest.warns(FewPointsPerClusterWarning, match="fewer than 39"):
