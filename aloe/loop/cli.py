@@ -130,7 +130,9 @@ def _run_simulation(config_path: Path | None, features_path: Path | None, out: P
 @click.option("--keep-stores", is_flag=True,
               help="Also write every round (features and logits, float32) and its selection into "
                    "STRATEGY/seed-S/store.zarr, to inspect or reselect it with aloe-select "
-                   "(N x D per round on disk, and slower).")
+                   "(N x D per round on disk, and slower). Each round's selector seed is derived from "
+                   "S and the round, and kept as 'seed' in the run's selections/T.npz: pass it as "
+                   "aloe-select --seed to get the same batch again.")
 def simulate_command(config_path: Path | None, mode: str | None, features_path: Path | None, out: Path,
                      quiet: bool, jobs: int, keep_stores: bool, **options) -> None:
     """Simulate the labeling loop with an oracle, for several strategies and seeds.
