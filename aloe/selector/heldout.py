@@ -83,7 +83,10 @@ def threshold_scores(
     (``knn`` scores of labeled items are leave-one-out already; a mix such as ``msp+knn`` ranks
     every item against the whole pool, so it has no out-of-fold form.)
     """
-    if params.threshold == "in_sample" or score == "knn":
+    if params.threshold == "in_sample":
+        return in_sample
+    if score == "knn":
+        notes.append("knn scores of labeled items are leave-one-out already: tau over them as they are")
         return in_sample
     if score not in LOGIT_SCORES:
         notes.append(f"{score} has no out-of-fold form: tau over the labeled items' in-sample scores")

@@ -25,6 +25,7 @@ from aloe.selector.strategies import run_strategy
 from aloe.selector.streamed import select_streamed, streaming_reason
 from aloe.selector.view import RoundView
 from aloe.store import Store, open_store
+from aloe.store.schema import check_name
 
 
 def request_of(config: SelectConfig) -> dict[str, Any]:
@@ -165,7 +166,7 @@ def run_select(
     t = store.latest_round() if round is None else round
     store.round(t)  # a precise error for a missing or incomplete round, before any work
     request = request_of(config)
-    name = name or default_name(config)
+    name = default_name(config) if name is None else check_name(name, "selection")
     reused = False
     if name in store.selections(t):
         attrs, _ = store.read_selection(t, name)

@@ -112,8 +112,10 @@ def test_a_stored_linear_round_gets_the_same_out_of_fold_tau_streamed_or_in_memo
     assert any("out of 5 folds" in note for note in streamed.notes)
 
 
-def test_a_mixed_score_takes_tau_in_sample_and_says_why():
+@pytest.mark.parametrize(("score", "why"), [("msp+knn", "msp+knn has no out-of-fold form"),
+                                             ("knn", "leave-one-out already")])
+def test_a_mixed_or_knn_score_takes_tau_in_sample_and_says_why(score, why):
     view = _view([12, 10, 8, 6], head={"C": C})
-    scored = score_round(view, SelectParams(score="msp+knn"))
+    scored = score_round(view, SelectParams(score=score))
     assert scored.tau == ood_threshold(scored.scores[view.labeled_positions], 0.95)
-    assert any("msp+knn has no out-of-fold form" in note for note in scored.notes)
+    assert any(why in note for note in scored.notes)

@@ -124,6 +124,8 @@ def test_config_file_and_flags(built, tmp_path, capsys):
         (["--budget", 3, "--tpr", 1.5], "tpr"),
         (["--budget", 3, "--seed", -1], "seed"),
         (["--budget", 3, "--seed", 2**31], "seed"),
+        (["--budget", 3, "--name", ""], "invalid selection name ''"),
+        (["--budget", 3, "--strategy", "bogus"], "'bogus' is not one of"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(built, tmp_path, capsys, argv, message):
