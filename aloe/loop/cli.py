@@ -10,6 +10,7 @@ from aloe.config import validate_config
 from aloe.errors import AloeError
 from aloe.loop.demo import TITLE, default_config, result_lines
 from aloe.loop.embedded import load_config_pool
+from aloe.loop.metrics import read_metrics
 from aloe.loop.oracle import load_npz_pool
 from aloe.loop.progress import round_progress
 from aloe.loop.report import REFERENCE, write_report
@@ -158,6 +159,20 @@ def simulate_command(config_path: Path | None, mode: str | None, features_path: 
     """
     path = _run_simulation(config_path, features_path, out, options, quiet, jobs, keep_stores, mode)
     click.echo(f"metrics: {path}")
+    for line in _stopped_early(path, options["strategies"], _seeds(options["seeds"]), options["rounds"]):
+        click.echo(line)
+
+
+def _stopped_early(metrics: Path, strategies, seeds: list[int], rounds: int) -> list[str]:
+    """A note for each of this command's runs that labeled the whole pool before ``rounds``."""
+    last: dict[tuple[str, int], dict] = {}
+    for row in read_metrics(metrics):
+        key = (row["strategy"], row["seed"])
+        if key[0] in strategies and key[1] in seeds and row["round"] >= last.get(key, row)["round"]:
+            last[key] = row
+    return [f"note: {strategy} seed {seed} labeled the whole pool ({row['n_labeled']} items) after round "
+            f"{row['round']} of {rounds}: it stopped there" for (strategy, seed), row in sorted(last.items())
+            if row["round"] < rounds]
 
 
 @click.command("report")

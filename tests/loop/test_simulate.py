@@ -269,11 +269,12 @@ def test_progress_shows_rounds_items_per_second_and_time_left(pool_npz, tmp_path
     assert capsys.readouterr().err == ""
 
 
-def test_a_run_stops_when_the_pool_is_all_labeled(pool_npz, tmp_path):
+def test_a_run_stops_when_the_pool_is_all_labeled_and_says_so(pool_npz, tmp_path, capsys):
     argv = ["--features", str(pool_npz), "--out", str(tmp_path / "o"), "--strategy", "aloe", "--initial", "190",
             "--budget", "5", "--rounds", "4", "--seeds", "0", "--head-c", "2", "--quiet"]
     assert run_cli(simulate_command, argv) == 0
     _, rows = read_rows(tmp_path / "o" / "metrics.csv")
     assert [(int(r["round"]), int(r["n_labeled"])) for r in rows] == [(0, 190), (1, 195), (2, 197)]
+    assert "note: aloe seed 0 labeled the whole pool (197 items) after round 2 of 4" in capsys.readouterr().out
     assert run_cli(simulate_command, argv) == 0  # a rerun has nothing left to do
     assert read_rows(tmp_path / "o" / "metrics.csv")[1] == rows
