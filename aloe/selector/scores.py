@@ -90,6 +90,23 @@ def unit_rows(block: np.ndarray) -> np.ndarray:
 
 
 KNN_MATMUL_ELEMENTS = 1 << 27  # rows x labeled distances one torch step holds (512 MiB of float32)
+EXACT_ELEMENTS = 1 << 24  # row x neighbour x dimension differences one exact-distance step holds (64 MiB)
+
+
+def exact_sq_distances(rows: np.ndarray, labeled: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
+    """Squared distances from ``rows`` to their ``neighbours`` (indices into ``labeled``), ascending.
+
+    Summed element by element, the same way whatever the thread count (a matrix product's rounding
+    depends on how BLAS splits it), so equal distances come out equal: two labels that are each
+    other's nearest, or duplicate rows, tie exactly and share their rank in :func:`rank_mix`.
+    """
+    out = np.empty(neighbours.shape, dtype=np.float32)
+    step = max(1, EXACT_ELEMENTS // max(1, neighbours.shape[1] * rows.shape[1]))
+    for start in range(0, len(rows), step):
+        stop = start + step
+        out[start:stop] = np.square(rows[start:stop, None, :] - labeled[neighbours[start:stop]]).sum(axis=2)
+    out.sort(axis=1)
+    return out
 
 
 def gpu_or_none(device: str | torch.device) -> torch.device | None:
@@ -118,24 +135,29 @@ class KnnScorer:
         self.k = k
         self.total = len(labeled_features)
         self.device = None if device is None else torch.device(device)
+        self.unit_labeled = unit_rows(labeled_features)
         if self.device is None:
             self.index = faiss.IndexFlatL2(labeled_features.shape[1])
-            self.index.add(unit_rows(labeled_features))
+            self.index.add(self.unit_labeled)
         else:
-            self.labeled = torch.from_numpy(unit_rows(labeled_features)).to(self.device)
+            self.labeled = torch.from_numpy(self.unit_labeled).to(self.device)
             self.labeled_sq = (self.labeled * self.labeled).sum(dim=1)
 
     def nearest(self, rows: np.ndarray, count: int) -> np.ndarray:
-        """Squared distances from the unit ``rows`` to their ``count`` nearest labeled rows, ascending."""
+        """Squared distances from the unit ``rows`` to their ``count`` nearest labeled rows, ascending:
+        the neighbours found by FAISS (on the GPU, by a matrix product), their distances then summed
+        element by element (:func:`exact_sq_distances`; on the GPU the same sum in torch)."""
         if self.device is None:
-            return self.index.search(rows, count)[0]
+            return exact_sq_distances(rows, self.unit_labeled, self.index.search(rows, count)[1])
         out = np.empty((len(rows), count), dtype=np.float32)
-        step = max(1, KNN_MATMUL_ELEMENTS // self.total)
+        step = max(1, KNN_MATMUL_ELEMENTS // max(self.total, count * rows.shape[1]))
         with torch.no_grad():
             for start in range(0, len(rows), step):
                 block = torch.from_numpy(rows[start : start + step]).to(self.device)
                 squared = (block * block).sum(dim=1, keepdim=True) + self.labeled_sq - 2.0 * block @ self.labeled.T
-                out[start : start + step] = torch.topk(squared, count, dim=1, largest=False).values.cpu().numpy()
+                found = torch.topk(squared, count, dim=1, largest=False).indices
+                exact = (block[:, None, :] - self.labeled[found]).square().sum(dim=2)  # as exact_sq_distances
+                out[start : start + step] = exact.sort(dim=1).values.cpu().numpy()
         return out
 
     def block(self, rows: np.ndarray, is_labeled: np.ndarray) -> np.ndarray:

@@ -120,6 +120,42 @@ def test_knn_on_torch_matches_faiss_in_row_slices(k, monkeypatch):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("device", [None, "cpu"])  # FAISS, and the torch path the GPU takes
+def test_knn_ties_are_exact_and_do_not_depend_on_the_thread_count(device):
+    """Two labels that are each other's nearest, and duplicate rows, get bit-equal scores; so do all
+    rows whatever the thread count (BLAS rounds a matrix product differently as it splits it)."""
+    import faiss
+
+    rng = np.random.default_rng(3)
+    features = rng.standard_normal((3000, 48)).astype(np.float32)
+    labeled = np.arange(0, 3000, 7)
+    is_labeled = np.isin(np.arange(3000), labeled)
+    unlabeled = np.flatnonzero(~is_labeled)
+    copies, originals = unlabeled[-100:], unlabeled[:100]
+    features[copies] = features[originals]  # duplicate unlabeled rows
+    before = faiss.omp_get_max_threads()
+    try:
+        by_threads = []
+        for threads in (1, 2):
+            faiss.omp_set_num_threads(threads)
+            torch.set_num_threads(threads)
+            by_threads.append(KnnScorer(features[labeled], 1, device=device).block(features, is_labeled))
+    finally:
+        faiss.omp_set_num_threads(before)
+        torch.set_num_threads(before)
+    one, two = by_threads
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(one[copies], one[originals])
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    inner = unit[labeled] @ unit[labeled].T
+    np.fill_diagonal(inner, -np.inf)
+    nearest = inner.argmax(axis=1)
+    mutual = [(a, b) for a, b in enumerate(nearest) if nearest[b] == a and a < b]
+    assert mutual, "the pool should hold labels that are each other's nearest"
+    for a, b in mutual:
+        assert one[labeled[a]] == one[labeled[b]]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_knn_on_cuda_matches_the_cpu():
     view = _view(3)
