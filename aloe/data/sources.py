@@ -90,7 +90,7 @@ class LongTail(StrictModel):
 
     n0: int = Field(500, ge=1)
     alpha: float = Field(0.01, gt=0, le=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
 
 
 class ManifestData(StrictModel):

@@ -69,7 +69,7 @@ def _report(summary: RoundSummary, store: Path) -> None:
                    "backbone, cached pool features, head only (fast on a CPU). [default: from the config]")
 @click.option("--device", type=click.Choice(get_args(DeviceChoice)), default=None,
               help="Where to train and embed [default: from the config, else auto = CUDA when present].")
-@click.option("--seed", type=int, default=None,
+@click.option("--seed", type=click.IntRange(min=0), default=None,
               help="Seed for fine-tuning (head init, shuffling, augmentation); the linear head needs none.")
 @click.option("--from-features", "features_path", type=click.Path(path_type=Path), default=None,
               help="npz with 'ids' (N,) and 'features' (N, D) computed elsewhere: skip the backbone and "

@@ -42,4 +42,4 @@ class EmbedConfig(StrictModel):
     linear: LinearHeadConfig = LinearHeadConfig()
     pool: PoolConfig = PoolConfig()
     device: DeviceChoice = "auto"
-    seed: int = 0
+    seed: int = Field(0, ge=0)

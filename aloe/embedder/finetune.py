@@ -49,7 +49,7 @@ class FinetuneConfig(StrictModel):
     head_lr: float | None = Field(None, gt=0, description="head learning rate; default: lr")
     weight_decay: float = Field(1e-4, ge=0)
     batch_size: int = Field(400, ge=1)
-    epochs: int = Field(20, ge=0, description="at most this many epochs (early stopping may end sooner)")
+    epochs: int = Field(20, ge=1, description="at most this many epochs (early stopping may end sooner)")
     schedule: Schedule = Field("cosine", description="after warm-up: cosine decay to 0, or constant")
     warmup_steps: int = Field(500, ge=0, description="optimisation steps of linear warm-up")
     label_smoothing: float = Field(0.1, ge=0, lt=1)
@@ -157,7 +157,7 @@ def finetune(
     module = backbone.module.to(device)
     head = head.to(device)
     stats: dict[str, Any] = {"steps": 0, "trained": False, "losses": [], "skipped_labeled": []}
-    if n_classes < 2 or len(positions) == 0 or cfg.epochs == 0:
+    if n_classes < 2 or len(positions) == 0:
         return head.eval(), stats
 
 

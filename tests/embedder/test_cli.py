@@ -109,9 +109,18 @@ def test_missing_config_is_a_usage_error(tmp_path, capsys):
     assert code == 2 and "--config is required" in err
 
 
+def test_a_negative_seed_is_refused_before_any_store(tmp_path, capsys, config):
+    code, _, err = _run(capsys, "--config", config, "--store", tmp_path / "s.zarr", "--labels", tmp_path / "l.csv",
+                        "--seed", -1)
+    assert code == 2 and "--seed" in err and err.count("\n") == 1 and not (tmp_path / "s.zarr").exists()
+
+
 @pytest.mark.parametrize("override, message", [
     ({"backbone": {"kind": "open_clip", "pretrained": "openai"}}, "local .pt or .safetensors"),
     ({"data": {"kind": "manifest", "path": "absent.csv"}}, "manifest not found"),
+    ({"seed": -1}, "key 'seed'"),
+    ({"finetune": {"epochs": 0}}, "key 'finetune.epochs'"),
+    ({"data": {"kind": "mnist_lt", "longtail": {"seed": -1}}}, "longtail.seed"),
 ])
 def test_setup_errors_write_nothing(tmp_path, capsys, config, override, message):
     settings = {**yaml.safe_load(config.read_text()), **override}
