@@ -7,7 +7,8 @@ rewrites the tables of ``docs/results/README.md`` between its ``evidence`` marke
 ``runs/evidence`` and are resumed when the command is run again.
 
     python docs/results/evidence.py                       # everything (hours on 2 CPU cores)
-    python docs/results/evidence.py --pools digits-lt --seeds 0,1
+    python docs/results/evidence.py --pools digits-lt                 # one pool of the main tables again
+    python docs/results/evidence.py --pools digits-lt --seeds 0,1 --tag try   # a part, into docs/results/try
     python docs/results/evidence.py --strategies aloe,random --tag before   # the "before" table
     python docs/results/evidence.py --strategies aloe,ood,kmeans,random --seeds $(seq -s, 0 19) --tag seeds-20
 """
@@ -45,6 +46,7 @@ from aloe.loop.report import (  # noqa: E402
 
 DOCS = ROOT / "docs" / "results"
 STRATEGIES = ("aloe", "random", "ood", "kmeans", "coreset", "badge", "entropy")
+DEFAULT_SEEDS = "0,1,2,3,4"  # the main tables' seeds
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pools", default=",".join(r.name for r in RUNS), help="comma-separated pool names")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
-    parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--seeds", default=DEFAULT_SEEDS)
     parser.add_argument("--jobs", type=int, default=2, help="simulate --jobs, where available")
     parser.add_argument("--tag", default="", help="a sub-folder of docs/results and runs/evidence (e.g. before)")
     parser.add_argument("--runs", type=Path, default=Path("runs") / "evidence")
@@ -184,6 +186,9 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"error: unknown pool(s) {unknown}; known: {', '.join(known)}")
     strategies = args.strategies.split(",")
+    if not args.tag and (args.seeds != DEFAULT_SEEDS or strategies != list(STRATEGIES)):
+        raise SystemExit("error: other seeds or strategies than the main tables' need --tag NAME (results go to "
+                         "docs/results/NAME); without it they would replace the committed five-seed evidence")
     runs_root = args.runs / args.tag if args.tag else args.runs
     docs_root = DOCS / args.tag if args.tag else DOCS
     pools_dir = args.runs / "pools"
