@@ -40,6 +40,9 @@ def strategy_labels(run_dir: Path) -> dict[str, dict[int, float]]:
 def paired_labels(run_dir: Path, first: str, second: str) -> np.ndarray:
     """``(seeds, 2)``: labels each strategy needed to find every class, on the seeds where both did."""
     found = strategy_labels(run_dir)
+    missing = [name for name in (first, second) if name not in found]
+    if missing:
+        raise SystemExit(f"error: {run_dir} holds no {' or '.join(missing)}; it holds {', '.join(sorted(found))}")
     a, b = found[first], found[second]
     seeds = sorted(s for s in a.keys() & b.keys() if math.isfinite(a[s]) and math.isfinite(b[s]))
     return np.array([[a[s], b[s]] for s in seeds])
@@ -63,6 +66,9 @@ def main() -> None:
     every = np.ones(args.draws, dtype=bool)
     for pool in args.pools.split(","):
         labels = paired_labels(RESULTS / pool, first, second)
+        if len(labels) < args.seeds:
+            raise SystemExit(f"error: {pool}: both strategies found every class on {len(labels)} seeds, "
+                             f"fewer than the {args.seeds} a draw takes")
         draws = np.argsort(rng.random((args.draws, len(labels))), axis=1)[:, : args.seeds]
         ok = chance_at_or_below(labels, draws)
         every &= ok
