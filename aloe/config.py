@@ -23,13 +23,25 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-def _describe(error: ValidationError, source: str) -> str:
+def _key(loc: tuple, data: Any) -> str:
+    """The dotted key the user wrote for an error at ``loc``: without the tag pydantic inserts for a
+    union chosen by ``kind`` (``backbone.timm.image_size`` is ``backbone.image_size``)."""
+    parts = []
+    for part in loc:
+        if isinstance(data, dict) and part not in data and data.get("kind") == part:
+            continue
+        parts.append(str(part))
+        data = data.get(part) if isinstance(data, dict) else None
+    return ".".join(parts) or "<root>"
+
+
+def _describe(error: ValidationError, source: str, data: Any = None) -> str:
     """One line for a validation error: an unknown key first (a typo also makes its key missing),
     else the first error, and how many more there are."""
     errors = error.errors()
     unknown = [e for e in errors if e["type"] == "extra_forbidden"]
     first = (unknown or errors)[0]
-    key = ".".join(str(part) for part in first["loc"]) or "<root>"
+    key = _key(first["loc"], data)
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     if unknown:
         return f"{source}: unknown key '{key}'{more}"
@@ -41,7 +53,7 @@ def validate_config(model: type[M], data: dict[str, Any], source: str = "<config
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise AloeError(_describe(exc, source)) from None
+        raise AloeError(_describe(exc, source, data)) from None
 
 
 def load_config(model: type[M], path: str | Path, overrides: dict[str, Any] | None = None) -> M:

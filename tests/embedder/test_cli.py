@@ -120,7 +120,7 @@ def test_a_negative_seed_is_refused_before_any_store(tmp_path, capsys, config):
     ({"data": {"kind": "manifest", "path": "absent.csv"}}, "manifest not found"),
     ({"seed": -1}, "key 'seed'"),
     ({"finetune": {"epochs": 0}}, "key 'finetune.epochs'"),
-    ({"data": {"kind": "mnist_lt", "longtail": {"seed": -1}}}, "longtail.seed"),
+    ({"data": {"kind": "mnist_lt", "longtail": {"seed": -1}}}, "key 'data.longtail.seed'"),  # no 'mnist_lt'
 ])
 def test_setup_errors_write_nothing(tmp_path, capsys, config, override, message):
     settings = {**yaml.safe_load(config.read_text()), **override}
