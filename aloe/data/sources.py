@@ -241,7 +241,8 @@ def cifar100_source(cfg: Cifar100Data) -> ArrayImageSource:
 def split_list_source(cfg: SplitListData) -> FileImageSource:
     """A ``path label`` list (ImageNet-LT, Places365-LT); ids are the listed paths."""
     if not cfg.list_file.is_file():
-        raise AloeError(f"{cfg.name}: split list not found: {cfg.list_file}")
+        raise AloeError(f"{cfg.name}: split list not found: {cfg.list_file} (the lists of Liu et al. 2019, "
+                        "linked from their OLTR repository; docs/runbook.md, section 3, says where each file goes)")
     ids, labels = [], []
     for number, line in enumerate(read_text(cfg.list_file).splitlines(), start=1):
         if not line.strip():

@@ -7,7 +7,7 @@ from types import ModuleType
 
 from aloe.errors import AloeError
 
-DEMO_INSTALL = "pip install 'aloe-al[demo]'"
+DEMO_INSTALL = "pip install -e '.[demo]' in a checkout (bash scripts/setup.sh does it), or pip install 'aloe-al[demo]'"
 
 
 def import_demo_package(module: str, purpose: str) -> ModuleType:

@@ -167,6 +167,13 @@ def test_a_split_checks_only_its_own_files(tmp_path, trust_written):
         build_source(Cifar100Data(kind="cifar100", root=tmp_path))
 
 
+def test_a_missing_split_list_says_where_the_lists_come_from(tmp_path):
+    cfg = SplitListData(kind="split_list", name="imagenet-lt", list_file=tmp_path / "ImageNet_LT_train.txt",
+                        root=tmp_path)
+    with pytest.raises(AloeError, match="split list not found: .*ImageNet_LT_train.txt .*OLTR repository"):
+        build_source(cfg)
+
+
 def test_split_list_paths_under_root(tmp_path):
     _png(tmp_path / "images" / "n01" / "a.JPEG", (1, 1, 1))
     _png(tmp_path / "images" / "n02" / "b.JPEG", (2, 2, 2))
