@@ -156,12 +156,16 @@ def read_settings(run_dir: Path) -> dict | None:
     return settings
 
 
-def total_classes(run_dir: Path, rows: list[dict]) -> int:
-    """The pool's number of classes from ``simulation.json``, else the most any run discovered."""
-    settings = read_settings(run_dir)
+def pool_classes(settings: dict | None, rows: list[dict]) -> int:
+    """The pool's number of classes from a simulation's settings, else the most any run discovered."""
     if settings is not None:
         return settings["n_classes"]
     return max(r["n_classes_discovered"] for r in rows)
+
+
+def total_classes(run_dir: Path, rows: list[dict]) -> int:
+    """:func:`pool_classes` of the simulation in ``run_dir`` (its ``simulation.json``)."""
+    return pool_classes(read_settings(run_dir), rows)
 
 
 def _plot(runs: dict, key: str, ylabel: str, path: Path, hline: float | None = None) -> None:
@@ -344,7 +348,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, title: str 
     if reference != REFERENCE and reference not in runs:
         raise AloeError(f"no strategy {reference!r} to compare with in {run_dir / 'metrics.csv'}; "
                         f"it holds {', '.join(sorted(runs))}")
-    settings, n_classes = read_settings(run_dir), total_classes(run_dir, rows)
+    settings = read_settings(run_dir)
+    n_classes = pool_classes(settings, rows)
     out = Path(out) if out else run_dir
     if out.exists() and not out.is_dir():
         raise AloeError(f"--out {out} is a file, not a folder")
