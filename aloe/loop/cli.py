@@ -95,7 +95,9 @@ def _add_options(command, rounds: int):
 
 
 def _run_simulation(config_path: Path | None, features_path: Path | None, out: Path, options: dict,
-                    quiet: bool, jobs: int = 1, keep_stores: bool = False, mode: str | None = None) -> Path:
+                    quiet: bool, jobs: int = 1, keep_stores: bool = False,
+                    mode: str | None = None) -> tuple[Path, SimulationSettings]:
+    """Run (or continue) the simulation; its metrics.csv and the settings it ran with."""
     if config_path is None and features_path is None:
         raise AloeError("give the pool: --config embed.yaml or --features pool.npz")
     if config_path is not None and features_path is not None:
@@ -110,7 +112,7 @@ def _run_simulation(config_path: Path | None, features_path: Path | None, out: P
                              round_detail=not quiet and jobs == 1)
     else:
         pool = load_npz_pool(features_path)
-    return simulate(pool, settings, out, round_progress(len(pool.ids), quiet), jobs=jobs)
+    return simulate(pool, settings, out, round_progress(len(pool.ids), quiet), jobs=jobs), settings
 
 
 @click.command("simulate")
@@ -157,22 +159,22 @@ def simulate_command(config_path: Path | None, mode: str | None, features_path: 
     same command continues where it stopped (the ledgers are the state); more --rounds, strategies
     or seeds extend OUT. Then: aloe report OUT.
     """
-    path = _run_simulation(config_path, features_path, out, options, quiet, jobs, keep_stores, mode)
+    path, settings = _run_simulation(config_path, features_path, out, options, quiet, jobs, keep_stores, mode)
     click.echo(f"metrics: {path}")
-    for line in _stopped_early(path, options["strategies"], _seeds(options["seeds"]), options["rounds"]):
+    for line in _stopped_early(path, settings):
         click.echo(line)
 
 
-def _stopped_early(metrics: Path, strategies, seeds: list[int], rounds: int) -> list[str]:
-    """A note for each of this command's runs that labeled the whole pool before ``rounds``."""
+def _stopped_early(metrics: Path, settings: SimulationSettings) -> list[str]:
+    """A note for each run of ``settings`` that labeled the whole pool before its rounds."""
     last: dict[tuple[str, int], dict] = {}
     for row in read_metrics(metrics):
         key = (row["strategy"], row["seed"])
-        if key[0] in strategies and key[1] in seeds and row["round"] >= last.get(key, row)["round"]:
+        if key[0] in settings.strategies and key[1] in settings.seeds and row["round"] >= last.get(key, row)["round"]:
             last[key] = row
     return [f"note: {strategy} seed {seed} labeled the whole pool ({row['n_labeled']} items) after round "
-            f"{row['round']} of {rounds}: it stopped there" for (strategy, seed), row in sorted(last.items())
-            if row["round"] < rounds]
+            f"{row['round']} of {settings.rounds}: it stopped there"
+            for (strategy, seed), row in sorted(last.items()) if row["round"] < settings.rounds]
 
 
 @click.command("report")
