@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from aloe.errors import AloeError  # noqa: E402
+from aloe.internal.folders import make_out_folder  # noqa: E402
 from aloe.loop.metrics import read_metrics, stalls  # noqa: E402
 
 FRACTIONS = (0.5, 0.9, 1.0)
@@ -351,9 +352,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, title: str 
     settings = read_settings(run_dir)
     n_classes = pool_classes(settings, rows)
     out = Path(out) if out else run_dir
-    if out.exists() and not out.is_dir():
-        raise AloeError(f"--out {out} is a file, not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    make_out_folder(out)
     _plot(runs, "n_classes_discovered", "classes discovered", out / "discovery.png", n_classes)
     _plot(runs, "balanced_accuracy", "balanced accuracy (test)", out / "accuracy.png")
     report = out / "report.md"

@@ -42,6 +42,7 @@ from aloe.data.npz import save_npz_atomic
 from aloe.embedder.head import LinearHeadConfig, fit_linear_head, head_logits
 from aloe.embedder.linear_round import ArrayFeatures, write_head_round
 from aloe.errors import AloeError
+from aloe.internal.folders import make_out_folder
 from aloe.labels import LabeledSet
 from aloe.loop.ledger import Ledger
 from aloe.loop.metrics import balanced_accuracies, predict, read_metrics, write_metrics
@@ -116,9 +117,7 @@ def _check_or_write_settings(out: Path, settings: SimulationSettings, pool: Orac
                 )
     else:
         before = {}
-    if out.exists() and not out.is_dir():
-        raise AloeError(f"--out {out} is a file, not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    make_out_folder(out)
     record["strategies"] = list(dict.fromkeys([*before.get("strategies", []), *settings.strategies]))
     record["seeds"] = sorted({*before.get("seeds", []), *settings.seeds})
     record["rounds"] = max(before.get("rounds", 0), settings.rounds)
